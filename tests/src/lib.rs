@@ -1,0 +1,6 @@
+//! Shared machinery for token-vault's end-to-end tests: fake providers that
+//! speak the providers' real wire formats, and helpers to find and run the
+//! real binaries.
+
+pub mod bins;
+pub mod fake;
