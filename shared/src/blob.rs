@@ -382,7 +382,7 @@ mod tests {
             ),
             (
                 format!(r#"{{"access_token":{AT}}}"#),
-                BlobError::InvalidJson { column: 18 },
+                BlobError::InvalidJson { column: 17 },
             ),
             (
                 format!(r#"{{"refresh_token":"{RT}"}}"#),
