@@ -2,6 +2,7 @@
 //! crosses from the workstation to the server, the provider registry, and
 //! the [`Secret`] type that keeps tokens out of logs.
 
+pub mod api;
 pub mod blob;
 pub mod providers;
 pub mod secret;
