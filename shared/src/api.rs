@@ -143,7 +143,9 @@ pub fn valid_connection_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.starts_with(['.', '-'])
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 #[cfg(test)]
@@ -155,7 +157,18 @@ mod tests {
         for good in ["box", "dropbox-work", "a.b_c-1", &"x".repeat(64)] {
             assert!(valid_connection_name(good), "{good}");
         }
-        for bad in ["", ".", "..", ".hidden", "-x", "a/b", "a b", "é", &"x".repeat(65), "a\0"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "-x",
+            "a/b",
+            "a b",
+            "é",
+            &"x".repeat(65),
+            "a\0",
+        ] {
             assert!(!valid_connection_name(bad), "{bad:?}");
         }
     }

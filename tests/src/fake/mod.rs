@@ -206,6 +206,8 @@ pub(crate) struct State {
     pub last_authorize_query: Option<Vec<(String, String)>>,
     pub last_token_form: Option<Vec<(String, String)>>,
     pub refresh_chain_breaks: u64,
+    /// How long the token endpoint takes before it answers, like a real one.
+    pub token_delay: Duration,
     rng: SystemRandom,
 }
 
@@ -229,6 +231,7 @@ impl State {
             last_authorize_query: None,
             last_token_form: None,
             refresh_chain_breaks: 0,
+            token_delay: Duration::ZERO,
             rng: SystemRandom::new(),
         }
     }
@@ -491,6 +494,12 @@ impl FakeProvider {
     /// Dropbox 14400. `0` makes new tokens expired at once.
     pub fn set_access_lifetime(&self, secs: u64) {
         self.state().access_lifetime = secs;
+    }
+
+    /// Makes the token endpoint take `delay` before answering each request,
+    /// so concurrent callers overlap a refresh in flight.
+    pub fn set_token_delay(&self, delay: Duration) {
+        self.state().token_delay = delay;
     }
 
     /// Makes every access token issued so far expired, right now, so the

@@ -282,6 +282,10 @@ pub(super) async fn token(
     body: Bytes,
 ) -> Response {
     let form = parse_form(&body);
+    let delay = lock(&shared).token_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let (style, fault) = {
         let mut st = lock(&shared);
         st.counters.token_requests += 1;

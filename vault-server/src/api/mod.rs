@@ -1,0 +1,109 @@
+//! The socket API: axum routes over the Unix socket, each checked against
+//! the caller's peer credentials, each audited.
+//!
+//! Invariant: every route that touches a connection checks the ACL (or the
+//! admin rule) before doing anything, and every error is the JSON shape of
+//! `interface.md`. The API uses the engine; the engine never sees HTTP.
+
+mod error;
+pub mod peer;
+mod routes;
+
+use crate::audit::{Audit, AuditLine};
+use crate::refresh::Engine;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+pub use error::ApiError;
+use peer::Peer;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The largest JSON body accepted: an import is a few KiB.
+const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub daemon_uid: u32,
+    pub audit: Audit,
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/health", get(routes::health))
+        .route("/v1/connections", get(routes::list))
+        .route(
+            "/v1/connections/{name}",
+            get(routes::status)
+                .put(routes::import)
+                .delete(routes::remove),
+        )
+        .route("/v1/connections/{name}/token", get(routes::token))
+        .route("/v1/connections/{name}/refresh", post(routes::refresh))
+        .route("/v1/connections/{name}/whoami", get(routes::whoami))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit_and_gate,
+        ))
+        .with_state(state)
+}
+
+/// Refuses work while shutting down, and writes the audit line of every request.
+async fn audit_and_gate(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (connection, operation) = describe(request.method().as_str(), request.uri().path());
+    let response = if state.shutting_down.load(Ordering::Relaxed) {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the vault is shutting down; retry shortly",
+        )
+        .into_response()
+    } else {
+        next.run(request).await
+    };
+    if operation != "health" {
+        state.audit.record(AuditLine::new(
+            peer.uid,
+            peer.pid,
+            connection,
+            operation,
+            response.status().as_u16(),
+        ));
+    }
+    response
+}
+
+/// The audited connection name and operation of a request.
+fn describe(method: &str, path: &str) -> (Option<String>, String) {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let clip = |s: &str| s.chars().take(64).collect::<String>();
+    match segments.as_slice() {
+        ["v1", "health"] => (None, "health".into()),
+        ["v1", "connections"] => (None, "list".into()),
+        ["v1", "connections", name] => (
+            Some(clip(name)),
+            match method {
+                "GET" => "status",
+                "PUT" => "import",
+                "DELETE" => "remove",
+                _ => "unknown",
+            }
+            .into(),
+        ),
+        ["v1", "connections", name, op] => (Some(clip(name)), clip(op)),
+        _ => (None, "unknown".into()),
+    }
+}

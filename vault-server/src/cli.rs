@@ -1,0 +1,445 @@
+//! The command line of `token-vault`, as `spec/interface.md` gives it.
+//!
+//! Invariant: no option ever carries a secret. The client secret comes from
+//! a file or the environment, the blob from stdin, so nothing secret shows
+//! up in the process list.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shared::api::valid_connection_name;
+use shared::ProviderKind;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "token-vault",
+    version,
+    about = "Keep OAuth tokens fresh on a headless host and hand them to local programs",
+    long_about = "token-vault keeps OAuth 2.0 connections (Box, Dropbox, Google Drive, OneDrive, \
+        or any OAuth server) in an encrypted store, refreshes their access tokens before they \
+        expire, and serves them to local programs over a Unix socket.\n\n\
+        `token-vault serve` is the daemon. Every other command is a client of its socket: \
+        none of them reads the store itself. Results go to stdout, messages and errors to \
+        stderr, and a failure exits non-zero, so `$(token-vault token NAME)` is never an \
+        error text.\n\n\
+        The socket is --socket, else $TOKEN_VAULT_SOCKET, else \
+        $XDG_RUNTIME_DIR/token-vault/vault.sock, else /run/token-vault/vault.sock for root \
+        (/tmp/token-vault-<uid>/vault.sock for others).",
+    after_help = "Examples:\n  \
+        token-vault serve --state-dir /var/lib/token-vault --key-file /etc/token-vault/vault.key\n  \
+        token-vault import box --provider box --client-id ID --client-secret-file box.secret < box.json\n  \
+        oauth-authorize box | ssh server token-vault import box --provider box --client-id ID\n  \
+        token-vault list\n  \
+        curl -H \"Authorization: Bearer $(token-vault token box)\" https://api.box.com/2.0/users/me"
+)]
+pub struct Cli {
+    /// The daemon's Unix socket. Default: $TOKEN_VAULT_SOCKET, else
+    /// $XDG_RUNTIME_DIR/token-vault/vault.sock, else /run/token-vault/vault.sock for root,
+    /// else /tmp/token-vault-<uid>/vault.sock.
+    // TOKEN_VAULT_SOCKET is read by `paths::default_socket`, not by clap, so
+    // that an empty value means "unset" rather than a usage error.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: hold the store, refresh tokens, serve the socket.
+    #[command(
+        long_about = "Runs the daemon until SIGTERM or SIGINT. It loads the encrypted store from \
+            the state directory, refreshes every connection before its access token expires \
+            (one refresh per connection at a time, each new token durably on disk before \
+            anyone gets it), and answers the other commands over the Unix socket.\n\n\
+            The key file holds exactly 32 raw random bytes and must be mode 0600; any other \
+            size or mode is refused. Create one with:\n\n    \
+            (umask 077; head -c 32 /dev/urandom > vault.key)",
+        after_help = "Examples:\n  \
+            token-vault serve --state-dir /var/lib/token-vault --key-file /etc/token-vault/vault.key\n  \
+            token-vault serve --log-format json --refresh-margin 10m"
+    )]
+    Serve(ServeArgs),
+
+    /// Import a token blob (read from stdin) as connection NAME.
+    #[command(
+        long_about = "Reads a token blob on stdin, checks it, and stores it in the vault as \
+            connection NAME. Any paste form works: the one-line JSON printed by \
+            `oauth-authorize` or `rclone authorize`, with or without rclone's \
+            \"Paste the following…\" / \"<---End paste\" lines, wrapped over several lines by \
+            the terminal, or rclone's base64 config string. On a terminal, paste it and press \
+            Ctrl-D.\n\n\
+            The blob is checked here first, so a bad paste is refused before anything is sent.\n\n\
+            The client secret (needed to refresh) is read from --client-secret-file, or from \
+            $TOKEN_VAULT_CLIENT_SECRET, or from $OAUTH_CLIENT_SECRET; never from the command \
+            line, where every local user could read it in the process list.\n\n\
+            Only the daemon's own uid and root may import.",
+        after_help = "Examples:\n  \
+            token-vault import box --provider box --client-id abc --client-secret-file box.secret < box.json\n  \
+            oauth-authorize dropbox | ssh host token-vault import dbx --provider dropbox --client-id ID\n  \
+            token-vault import box --replace < new-box.json     # after `needs-reauth`\n  \
+            token-vault import shared --provider box --client-id ID --allow-gid 1001 --root /Backups < blob.json"
+    )]
+    Import(ImportArgs),
+
+    /// List the connections with their state and expiry (never a secret).
+    #[command(
+        long_about = "Lists every connection: its provider, its state (ok, refreshing, backoff, \
+            needs-reauth, corrupt), when its access token expires, when it was last refreshed, \
+            and the last error. For a connection that needs attention, the command that fixes \
+            it is printed under the table. Never prints a secret.",
+        after_help = "Examples:\n  \
+            token-vault list\n  \
+            token-vault list --json | jq -r '.connections[] | select(.state != \"ok\") | .name'"
+    )]
+    List(ListArgs),
+
+    /// Show one connection in detail.
+    #[command(after_help = "Examples:\n  \
+            token-vault status box\n  \
+            token-vault status box --json | jq .expiry")]
+    Status(StatusArgs),
+
+    /// Call the provider's who-am-I endpoint with the connection's token and print the account.
+    #[command(after_help = "Examples:\n  token-vault test box")]
+    Test(NameArgs),
+
+    /// Print a fresh access token, for scripts.
+    #[command(
+        long_about = "Prints a valid access token for connection NAME and a newline, nothing \
+            else, on stdout; waits for a refresh if the current token has expired. On failure \
+            nothing goes to stdout and the exit status is non-zero.\n\n\
+            Callers must be in the connection's ACL (by default, the daemon's own uid).",
+        after_help = "Examples:\n  \
+            curl -H \"Authorization: Bearer $(token-vault token box)\" https://api.box.com/2.0/users/me\n  \
+            token-vault token box --json     # {\"access_token\":…,\"token_type\":…,\"expiry\":…}\n  \
+            token-vault token box --rejected # the last token got a 401: ask for a new one"
+    )]
+    Token(TokenArgs),
+
+    /// Force a refresh now and print the new expiry.
+    #[command(after_help = "Examples:\n  token-vault refresh box")]
+    Refresh(NameArgs),
+
+    /// Delete a connection, optionally revoking its tokens upstream first.
+    #[command(
+        long_about = "Deletes connection NAME from the vault. With --revoke, the daemon first asks \
+            the provider to revoke the tokens; if that fails the connection is still removed and \
+            the failure is reported as a warning.",
+        after_help = "Examples:\n  \
+            token-vault remove old-box\n  \
+            token-vault remove old-box --revoke"
+    )]
+    Remove(RemoveArgs),
+}
+
+/// The daemon's options. Durations take humantime forms: `90s`, `10m`, `1h 30m`, `30days`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Where the encrypted store lives (made 0700). Default: $STATE_DIRECTORY (systemd),
+    /// else /var/lib/token-vault for root, else $XDG_STATE_HOME/token-vault or
+    /// ~/.local/state/token-vault.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// The store's key: exactly 32 raw random bytes, mode 0600
+    /// (`(umask 077; head -c 32 /dev/urandom > vault.key)`). Default: token-vault.key in
+    /// $CREDENTIALS_DIRECTORY (systemd LoadCredential=), else vault.key in the state
+    /// directory, created on first start.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// A configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// How many refreshes may run at once, across all connections.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(usize))]
+    pub max_concurrent_refreshes: usize,
+
+    /// Refresh a connection at least this often even if its access token does not expire,
+    /// so providers that expire idle refresh tokens keep them alive.
+    #[arg(long, value_name = "DUR", default_value = "30days", value_parser = parse_duration)]
+    pub keepalive: Duration,
+
+    /// Refresh this long before an access token expires. Default: a policy based on the
+    /// token's lifetime.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub refresh_margin: Option<Duration>,
+
+    /// The first retry delay after a transient refresh failure (network, 5xx, 429);
+    /// it doubles, with jitter, on each failure.
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
+    pub backoff_min: Duration,
+
+    /// The longest retry delay after transient refresh failures.
+    #[arg(long, value_name = "DUR", default_value = "10m", value_parser = parse_duration)]
+    pub backoff_max: Duration,
+
+    /// The shortest time between two refreshes forced by `token --rejected` (a 401 seen by
+    /// a client) on one connection.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    pub cooldown: Duration,
+
+    /// How long a token request waits for an in-flight refresh before it fails with 503.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    pub token_wait: Duration,
+
+    /// The log format on stderr.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+/// How the daemon writes its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ImportArgs {
+    /// The connection's name: 1-64 of A-Z a-z 0-9 . _ -, not starting with . or -.
+    #[arg(value_name = "NAME", value_parser = parse_name)]
+    pub name: String,
+
+    /// The provider: box, dropbox, drive, onedrive, or custom (with --auth-url and
+    /// --token-url). Required unless --replace.
+    #[arg(long, value_name = "P", value_parser = parse_provider, required_unless_present = "replace")]
+    pub provider: Option<ProviderKind>,
+
+    /// The OAuth app's client id (the one the blob was authorized with).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// Read the client secret from this file (surrounding whitespace is ignored). Otherwise
+    /// it comes from $TOKEN_VAULT_CLIENT_SECRET or $OAUTH_CLIENT_SECRET. There is no option
+    /// for the secret itself: arguments are visible to every local user.
+    #[arg(long, value_name = "F")]
+    pub client_secret_file: Option<PathBuf>,
+
+    /// Override the provider's authorize endpoint (required for custom).
+    #[arg(long, value_name = "U")]
+    pub auth_url: Option<String>,
+
+    /// Override the provider's token endpoint (required for custom).
+    #[arg(long, value_name = "U")]
+    pub token_url: Option<String>,
+
+    /// Override the provider's token revocation endpoint.
+    #[arg(long, value_name = "U")]
+    pub revoke_url: Option<String>,
+
+    /// Override the provider's API base, e.g. https://api.box.com/2.0.
+    #[arg(long, value_name = "U")]
+    pub api_url: Option<String>,
+
+    /// Override the provider's upload or content base, e.g. https://upload.box.com/api/2.0.
+    #[arg(long, value_name = "U")]
+    pub upload_url: Option<String>,
+
+    /// Confine file operations to this folder of the account.
+    #[arg(long, value_name = "FOLDER")]
+    pub root: Option<String>,
+
+    /// Allow this uid to use the connection; repeatable. Default: the daemon's own uid
+    /// (on --replace: keep the old ACL).
+    #[arg(long = "allow-uid", value_name = "N")]
+    pub allow_uids: Vec<u32>,
+
+    /// Allow this gid to use the connection; repeatable.
+    #[arg(long = "allow-gid", value_name = "N")]
+    pub allow_gids: Vec<u32>,
+
+    /// Replace an existing connection (e.g. after `needs-reauth`), keeping its provider,
+    /// client, endpoints and ACL unless given again.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ListArgs {
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    /// The connection's name.
+    #[arg(value_name = "NAME", value_parser = parse_name)]
+    pub name: String,
+
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NameArgs {
+    /// The connection's name.
+    #[arg(value_name = "NAME", value_parser = parse_name)]
+    pub name: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// The connection's name.
+    #[arg(value_name = "NAME", value_parser = parse_name)]
+    pub name: String,
+
+    /// Print {"access_token","token_type","expiry"} as JSON instead of the bare token.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The token you had was just rejected with a 401: the vault may refresh early
+    /// (rate-limited by the daemon's --cooldown).
+    #[arg(long)]
+    pub rejected: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RemoveArgs {
+    /// The connection's name.
+    #[arg(value_name = "NAME", value_parser = parse_name)]
+    pub name: String,
+
+    /// Ask the provider to revoke the tokens before deleting.
+    #[arg(long)]
+    pub revoke: bool,
+}
+
+/// Checks a connection name as the daemon does.
+pub fn parse_name(s: &str) -> Result<String, String> {
+    if valid_connection_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err("a connection name is 1-64 of A-Z a-z 0-9 . _ -, not starting with . or -".into())
+    }
+}
+
+fn parse_provider(s: &str) -> Result<ProviderKind, String> {
+    s.parse().map_err(|e: shared::ProviderError| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; expected a duration such as 90s, 10m, 1h 30m or 30days"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("token-vault").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let Command::Serve(a) = parse(&["serve"]).unwrap().command else {
+            panic!("not serve")
+        };
+        assert_eq!(a.max_concurrent_refreshes, 8);
+        assert_eq!(a.keepalive, Duration::from_secs(30 * 86400));
+        assert_eq!(a.refresh_margin, None);
+        assert_eq!(a.backoff_min, Duration::from_secs(5));
+        assert_eq!(a.backoff_max, Duration::from_secs(600));
+        assert_eq!(a.cooldown, Duration::from_secs(30));
+        assert_eq!(a.token_wait, Duration::from_secs(30));
+        assert_eq!(a.log_format, LogFormat::Human);
+        assert!(a.state_dir.is_none() && a.key_file.is_none() && a.config.is_none());
+    }
+
+    #[test]
+    fn serve_options() {
+        let cli = parse(&[
+            "--socket",
+            "/s",
+            "serve",
+            "--refresh-margin",
+            "1h 30m",
+            "--log-format",
+            "json",
+            "--max-concurrent-refreshes",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(cli.socket, Some(PathBuf::from("/s")));
+        let Command::Serve(a) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(a.refresh_margin, Some(Duration::from_secs(5400)));
+        assert_eq!(a.log_format, LogFormat::Json);
+        assert_eq!(a.max_concurrent_refreshes, 2);
+        assert!(parse(&["serve", "--cooldown", "soon"]).is_err());
+    }
+
+    #[test]
+    fn import_options() {
+        let cli = parse(&[
+            "import",
+            "box",
+            "--provider",
+            "Box",
+            "--allow-uid",
+            "1",
+            "--allow-uid",
+            "2",
+            "--allow-gid",
+            "3",
+            "--socket",
+            "/s",
+        ])
+        .unwrap();
+        assert_eq!(cli.socket, Some(PathBuf::from("/s")));
+        let Command::Import(a) = cli.command else {
+            panic!("not import")
+        };
+        assert_eq!(a.provider, Some(ProviderKind::Box));
+        assert_eq!(a.allow_uids, vec![1, 2]);
+        assert_eq!(a.allow_gids, vec![3]);
+        assert!(!a.replace);
+
+        // --provider is required unless --replace.
+        assert!(parse(&["import", "box"]).is_err());
+        assert!(parse(&["import", "box", "--replace"]).is_ok());
+        // Unknown providers and bad names are refused.
+        assert!(parse(&["import", "box", "--provider", "nope"]).is_err());
+        assert!(parse(&["import", "../x", "--provider", "box"]).is_err());
+        // There is no way to pass a secret on the command line.
+        assert!(parse(&["import", "box", "--provider", "box", "--client-secret", "s"]).is_err());
+        assert!(parse(&["import", "box", "--provider", "box", "secret"]).is_err());
+    }
+
+    #[test]
+    fn client_commands() {
+        let Command::Token(t) = parse(&["token", "box", "--json", "--rejected"])
+            .unwrap()
+            .command
+        else {
+            panic!("not token")
+        };
+        assert!(t.json && t.rejected && t.name == "box");
+        assert!(matches!(
+            parse(&["remove", "box", "--revoke"]).unwrap().command,
+            Command::Remove(RemoveArgs { revoke: true, .. })
+        ));
+        assert!(matches!(
+            parse(&["list", "--json"]).unwrap().command,
+            Command::List(ListArgs { json: true })
+        ));
+        assert!(parse(&["status"]).is_err());
+        assert!(parse(&["token", "a/b"]).is_err());
+    }
+}

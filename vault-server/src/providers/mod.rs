@@ -1,0 +1,163 @@
+//! What differs between providers beyond OAuth itself: the who-am-I call
+//! and revocation (transfers follow). Each provider has its own file; this
+//! one dispatches and holds the shared error type.
+//!
+//! Invariant: no error here quotes a response body or a token.
+
+mod box_;
+mod dropbox;
+mod google;
+mod onedrive;
+
+use crate::http::HttpClient;
+use crate::record::Record;
+use shared::api::WhoAmI;
+use shared::{Provider, ProviderKind, Secret};
+
+/// The largest who-am-I or revoke answer we read.
+pub const MAX_SMALL_RESPONSE: usize = 1024 * 1024;
+
+/// A provider call that did not work.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderCallError {
+    /// The access token was refused (401): refresh and retry once.
+    #[error("the provider refused the access token (HTTP 401)")]
+    Unauthorized,
+    #[error("the provider answered HTTP {status}{detail}")]
+    Status { status: u16, detail: String },
+    #[error("cannot reach the provider: {0}")]
+    Transport(String),
+    #[error("the provider's answer is not what it should be: {0}")]
+    BadAnswer(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl ProviderCallError {
+    pub fn from_reqwest(e: &reqwest::Error) -> Self {
+        ProviderCallError::Transport(crate::http::describe(e))
+    }
+}
+
+/// The base URL of `kind`'s API, or an error saying it has none.
+fn api_base(provider: &Provider) -> Result<&str, ProviderCallError> {
+    provider.endpoints.api.as_deref().ok_or_else(|| {
+        ProviderCallError::Unsupported(format!(
+            "the {} provider has no API URL; import it with --api-url",
+            provider.kind
+        ))
+    })
+}
+
+/// Reads a JSON answer, mapping 401 and other failures.
+async fn json_answer(
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<serde_json::Value, ProviderCallError> {
+    let response = response.map_err(|e| ProviderCallError::from_reqwest(&e))?;
+    let status = response.status().as_u16();
+    let body = crate::http::read_limited(response, MAX_SMALL_RESPONSE)
+        .await
+        .map_err(ProviderCallError::BadAnswer)?;
+    if status == 401 {
+        return Err(ProviderCallError::Unauthorized);
+    }
+    if !(200..300).contains(&status) {
+        return Err(ProviderCallError::Status {
+            status,
+            detail: error_summary(&body),
+        });
+    }
+    serde_json::from_slice(&body).map_err(|_| ProviderCallError::BadAnswer("not JSON".into()))
+}
+
+/// A short, safe summary of a provider error body: its error code fields
+/// only (Box `code`, Dropbox `error_summary`, OAuth `error`), never the body.
+fn error_summary(body: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return String::new();
+    };
+    ["code", "error_summary", "error"]
+        .iter()
+        .find_map(|k| v.get(k).and_then(|x| x.as_str()))
+        .map(|s| {
+            format!(
+                " ({})",
+                s.chars()
+                    .filter(|c| !c.is_control())
+                    .take(120)
+                    .collect::<String>()
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Asks the provider who the access token belongs to.
+pub async fn whoami(
+    http: &HttpClient,
+    record: &Record,
+    access_token: &Secret,
+) -> Result<WhoAmI, ProviderCallError> {
+    let provider = Provider::resolve(record.provider, &record.endpoints)
+        .map_err(|e| ProviderCallError::Unsupported(e.to_string()))?;
+    let base = api_base(&provider)?;
+    match record.provider {
+        ProviderKind::Box => box_::whoami(http, base, access_token).await,
+        ProviderKind::Dropbox => dropbox::whoami(http, base, access_token).await,
+        ProviderKind::Drive => google::whoami(http, base, access_token).await,
+        ProviderKind::OneDrive => onedrive::whoami(http, base, access_token).await,
+        ProviderKind::Custom => Err(ProviderCallError::Unsupported(
+            "`test` does not know the who-am-I call of a custom provider".into(),
+        )),
+    }
+}
+
+/// Revokes the connection's grant upstream (RFC 7009, or Dropbox's call).
+pub async fn revoke(http: &HttpClient, record: &Record) -> Result<(), ProviderCallError> {
+    let provider = Provider::resolve(record.provider, &record.endpoints)
+        .map_err(|e| ProviderCallError::Unsupported(e.to_string()))?;
+    let Some(url) = provider.endpoints.revoke.as_deref() else {
+        return Err(ProviderCallError::Unsupported(format!(
+            "the {} provider has no revoke endpoint; revoke the app's access in the provider's account settings",
+            record.provider
+        )));
+    };
+    match record.provider {
+        ProviderKind::Dropbox => dropbox::revoke(http, url, &record.tokens.access_token).await,
+        _ => {
+            // RFC 7009: revoking the refresh token ends the whole grant.
+            let token = record
+                .tokens
+                .refresh_token
+                .as_ref()
+                .unwrap_or(&record.tokens.access_token);
+            let mut form = vec![
+                ("token", token.expose()),
+                ("client_id", record.client_id.as_str()),
+            ];
+            if let Some(s) = &record.client_secret {
+                form.push(("client_secret", s.expose()));
+            }
+            let response = http.inner().post(url).form(&form).send().await;
+            expect_success(response).await
+        }
+    }
+}
+
+/// Checks that a call succeeded, without reading more than a bounded body.
+async fn expect_success(
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<(), ProviderCallError> {
+    let response = response.map_err(|e| ProviderCallError::from_reqwest(&e))?;
+    let status = response.status().as_u16();
+    let body = crate::http::read_limited(response, MAX_SMALL_RESPONSE)
+        .await
+        .unwrap_or_default();
+    match status {
+        200..=299 => Ok(()),
+        401 => Err(ProviderCallError::Unauthorized),
+        _ => Err(ProviderCallError::Status {
+            status,
+            detail: error_summary(&body),
+        }),
+    }
+}

@@ -1,0 +1,587 @@
+//! The refresh engine: hands out access tokens and keeps them fresh.
+//!
+//! Invariants:
+//! - single flight: per connection, one refresh at a time; callers that
+//!   arrive meanwhile wait on the same lock and then find the fresh token;
+//! - durable first: the refreshed record (with any rotated refresh token)
+//!   is written to the store before the new access token is served;
+//! - an expired token is never handed out;
+//! - transient failures keep the old tokens and back off; only the
+//!   provider's refusal of the grant marks a connection `needs-reauth`.
+
+use crate::connection::{Connection, Health, Inner};
+use crate::http::HttpClient;
+use crate::oauth::{self, RefreshOutcome};
+use crate::policy::{random_unit, RefreshPolicy};
+use crate::record::{Record, Tokens};
+use crate::registry::Registry;
+use crate::store::Store;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use shared::{Provider, Secret};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+
+/// Tunables of the engine, from `serve`'s flags.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub policy: RefreshPolicy,
+    /// Refreshes in flight across the daemon, so 1,000 connections due at
+    /// once don't open 1,000 connections to providers.
+    pub max_concurrent_refreshes: usize,
+    /// How long a token request waits for a refresh before giving up.
+    pub token_wait: Duration,
+    /// The least time between two refreshes forced by callers' 401s.
+    pub cooldown: Duration,
+    /// The daemon's own uid: the default ACL.
+    pub daemon_uid: u32,
+}
+
+/// Why a request could not be served. Messages name the fix and never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no connection named `{0}`; `token-vault list` shows the connections")]
+    NotFound(String),
+    #[error("connection `{name}` needs re-authorization: {reason}. {fix}")]
+    NeedsReauth {
+        name: String,
+        reason: String,
+        fix: String,
+    },
+    #[error("connection `{name}` is corrupt: {reason}. {fix}")]
+    Corrupt {
+        name: String,
+        reason: String,
+        fix: String,
+    },
+    #[error("connection `{name}` has no valid token right now: {reason}")]
+    Unavailable { name: String, reason: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the provider failed: {0}")]
+    Provider(String),
+    #[error("the store failed: {0}")]
+    Store(String),
+}
+
+/// An access token being handed out.
+#[derive(Debug, Clone)]
+pub struct ServedToken {
+    pub access_token: Secret,
+    pub token_type: String,
+    pub expiry: Option<DateTime<Utc>>,
+}
+
+/// What `try_serve` found.
+enum Serve {
+    /// Fresh: hand it out.
+    Fresh(ServedToken),
+    /// Past its refresh time but still valid: hand it out and refresh behind.
+    Stale(ServedToken),
+    /// Not servable: wait for a refresh.
+    MustWait,
+}
+
+/// Whether a refresh should skip a scheduled backoff.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Urgency {
+    /// Scheduled or on a caller's behalf: respect the backoff.
+    Normal,
+    /// An operator's `refresh` or a caller's 401: go now.
+    Forced,
+}
+
+pub struct Engine {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) http: HttpClient,
+    pub(crate) config: EngineConfig,
+    pub(crate) registry: Registry,
+    permits: Semaphore,
+    schedule: mpsc::UnboundedSender<(String, DateTime<Utc>)>,
+    /// Serialises imports and removes, which are rare and must not race.
+    pub(crate) admin_lock: tokio::sync::Mutex<()>,
+}
+
+impl Engine {
+    /// A new engine and the receiving end of its schedule, for the scheduler.
+    pub fn new(
+        store: Arc<dyn Store>,
+        http: HttpClient,
+        config: EngineConfig,
+    ) -> (
+        Arc<Engine>,
+        mpsc::UnboundedReceiver<(String, DateTime<Utc>)>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let engine = Engine {
+            store,
+            http,
+            permits: Semaphore::new(config.max_concurrent_refreshes.max(1)),
+            config,
+            registry: Registry::default(),
+            schedule: tx,
+            admin_lock: tokio::sync::Mutex::new(()),
+        };
+        (Arc::new(engine), rx)
+    }
+
+    /// Loads every stored record; unreadable ones become `corrupt`
+    /// connections and the rest are scheduled.
+    pub async fn load(&self) -> Result<usize, EngineError> {
+        let all = self
+            .store
+            .load_all()
+            .await
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        for (name, loaded) in all {
+            let conn = match loaded {
+                Ok(record) => Connection::new(record),
+                Err(e) => {
+                    tracing::error!(connection = %name, error = %e, "stored record cannot be read; marking it corrupt");
+                    Connection::corrupt(name, e.to_string())
+                }
+            };
+            let conn = self.registry.insert_new(conn);
+            self.schedule_next(&conn, &mut conn.lock());
+        }
+        Ok(self.registry.len())
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(crate) fn connection(&self, name: &str) -> Result<Arc<Connection>, EngineError> {
+        self.registry
+            .get(name)
+            .ok_or_else(|| EngineError::NotFound(name.to_string()))
+    }
+
+    /// A valid access token for `name`. `rejected` says the caller's token
+    /// just got a 401, which forces a refresh at most once per cooldown.
+    pub async fn token(
+        self: &Arc<Self>,
+        name: &str,
+        rejected: bool,
+    ) -> Result<ServedToken, EngineError> {
+        let conn = self.connection(name)?;
+        let asked_at = Instant::now();
+        if rejected {
+            let force = {
+                let mut inner = conn.lock();
+                let due = inner
+                    .last_forced
+                    .is_none_or(|t| t.elapsed() >= self.config.cooldown);
+                if due {
+                    inner.last_forced = Some(asked_at);
+                }
+                due
+            };
+            if force {
+                // Unless a refresh finished after this request arrived.
+                let need = move |i: &Inner| i.last_attempt.is_none_or(|t| t < asked_at);
+                let _ = tokio::time::timeout(
+                    self.config.token_wait,
+                    self.refresh_if(&conn, need, Urgency::Forced),
+                )
+                .await;
+            }
+        }
+        match self.try_serve(&conn)? {
+            Serve::Fresh(t) => return Ok(t),
+            Serve::Stale(t) => {
+                self.refresh_behind(conn.clone());
+                return Ok(t);
+            }
+            Serve::MustWait => {}
+        }
+        let policy = self.config.policy.clone();
+        let need = move |i: &Inner| {
+            i.unpersisted
+                || i.record
+                    .as_ref()
+                    .is_some_and(|r| !policy.is_fresh(&r.tokens, Utc::now()))
+        };
+        let waited = tokio::time::timeout(
+            self.config.token_wait,
+            self.refresh_if(&conn, need, Urgency::Normal),
+        )
+        .await;
+        match self.try_serve(&conn)? {
+            Serve::Fresh(t) | Serve::Stale(t) => Ok(t),
+            Serve::MustWait => Err(match waited {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => self.unavailable(&conn, "the refresh did not produce a usable token"),
+                Err(_) => self.unavailable(&conn, "the refresh is taking too long; try again"),
+            }),
+        }
+    }
+
+    /// Forces a refresh now (the operator's `refresh`).
+    pub async fn refresh_now(&self, name: &str) -> Result<(), EngineError> {
+        let conn = self.connection(name)?;
+        let asked_at = Instant::now();
+        self.refresh_if(
+            &conn,
+            move |i| i.last_attempt.is_none_or(|t| t < asked_at),
+            Urgency::Forced,
+        )
+        .await
+    }
+
+    /// The scheduler's entry point: refresh if still due.
+    pub async fn refresh_due(&self, name: &str) {
+        let Ok(conn) = self.connection(name) else {
+            return;
+        };
+        let policy = self.config.policy.clone();
+        let need = move |i: &Inner| {
+            let now = Utc::now();
+            i.unpersisted
+                || i.next_refresh.is_some_and(|t| t <= now)
+                || i.record
+                    .as_ref()
+                    .is_some_and(|r| !policy.is_fresh(&r.tokens, now))
+        };
+        if let Err(e) = self.refresh_if(&conn, need, Urgency::Normal).await {
+            tracing::warn!(connection = %name, error = %e, "scheduled refresh failed");
+        }
+    }
+
+    fn refresh_behind(self: &Arc<Self>, conn: Arc<Connection>) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let policy = engine.config.policy.clone();
+            let need = move |i: &Inner| {
+                i.record
+                    .as_ref()
+                    .is_some_and(|r| !policy.is_fresh(&r.tokens, Utc::now()))
+            };
+            let _ = engine.refresh_if(&conn, need, Urgency::Normal).await;
+        });
+    }
+
+    fn try_serve(&self, conn: &Connection) -> Result<Serve, EngineError> {
+        let inner = conn.lock();
+        self.check_usable(conn, &inner)?;
+        let Some(record) = &inner.record else {
+            return Ok(Serve::MustWait);
+        };
+        if inner.unpersisted {
+            return Ok(Serve::MustWait);
+        }
+        let now = Utc::now();
+        let policy = &self.config.policy;
+        let token = || ServedToken {
+            access_token: record.tokens.access_token.clone(),
+            token_type: record.tokens.token_type.clone(),
+            expiry: record.tokens.expires_at,
+        };
+        Ok(if policy.is_fresh(&record.tokens, now) {
+            Serve::Fresh(token())
+        } else if policy.is_servable(&record.tokens, now) {
+            Serve::Stale(token())
+        } else {
+            Serve::MustWait
+        })
+    }
+
+    /// Errors for connections that cannot serve at all.
+    pub(crate) fn check_usable(&self, conn: &Connection, inner: &Inner) -> Result<(), EngineError> {
+        if inner.removed {
+            return Err(EngineError::NotFound(conn.name.clone()));
+        }
+        match &inner.health {
+            Health::NeedsReauth { reason } => Err(EngineError::NeedsReauth {
+                name: conn.name.clone(),
+                reason: reason.clone(),
+                fix: crate::admin::fix_text(&conn.name, inner.record.as_ref()),
+            }),
+            Health::Corrupt { reason } => Err(EngineError::Corrupt {
+                name: conn.name.clone(),
+                reason: reason.clone(),
+                fix: crate::admin::fix_text(&conn.name, None),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn unavailable(&self, conn: &Connection, fallback: &str) -> EngineError {
+        let inner = conn.lock();
+        if let Err(e) = self.check_usable(conn, &inner) {
+            return e;
+        }
+        let reason = match &inner.health {
+            Health::Backoff { until, last_error, .. } => {
+                format!("{last_error}; the next attempt is at {}", until.to_rfc3339())
+            }
+            _ if inner.record.as_ref().is_some_and(|r| r.tokens.refresh_token.is_none()) => {
+                "the access token has expired and there is no refresh token; authorize again and import with --replace".to_string()
+            }
+            _ => fallback.to_string(),
+        };
+        EngineError::Unavailable {
+            name: conn.name.clone(),
+            reason,
+        }
+    }
+
+    /// Refreshes `conn` if `need` still holds once this caller has the
+    /// connection's refresh lock: the double check that makes it single-flight.
+    async fn refresh_if<F>(
+        &self,
+        conn: &Arc<Connection>,
+        need: F,
+        urgency: Urgency,
+    ) -> Result<(), EngineError>
+    where
+        F: Fn(&Inner) -> bool,
+    {
+        let _flight = conn.refresh_lock.lock().await;
+        {
+            let inner = conn.lock();
+            self.check_usable(conn, &inner)?;
+            if !need(&inner) {
+                return Ok(());
+            }
+            if let Health::Backoff { until, .. } = &inner.health {
+                if urgency == Urgency::Normal && *until > Utc::now() && !inner.unpersisted {
+                    drop(inner);
+                    return Err(self.unavailable(conn, "backing off"));
+                }
+            }
+        }
+        if self.persist_pending(conn).await? && !need(&conn.lock()) {
+            return Ok(());
+        }
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| EngineError::Store("the daemon is shutting down".into()))?;
+        let record = {
+            let mut inner = conn.lock();
+            let Some(record) = inner.record.clone() else {
+                return Ok(());
+            };
+            if record.tokens.refresh_token.is_none() {
+                return Err(self.unavailable_locked(conn, &inner));
+            }
+            inner.health = Health::Refreshing;
+            record
+        };
+        let outcome = self.call_provider(&record).await;
+        self.apply(conn, record, outcome).await
+    }
+
+    fn unavailable_locked(&self, conn: &Connection, _inner: &Inner) -> EngineError {
+        EngineError::Unavailable {
+            name: conn.name.clone(),
+            reason: "there is no refresh token; authorize again and import with --replace".into(),
+        }
+    }
+
+    async fn call_provider(&self, record: &Record) -> (DateTime<Utc>, RefreshOutcome) {
+        let started = Utc::now();
+        let provider = match Provider::resolve(record.provider, &record.endpoints) {
+            Ok(p) => p,
+            Err(e) => {
+                return (
+                    started,
+                    RefreshOutcome::PermanentError {
+                        reason: format!("the connection's provider settings are invalid: {e}"),
+                    },
+                )
+            }
+        };
+        let Some(refresh_token) = &record.tokens.refresh_token else {
+            return (
+                started,
+                RefreshOutcome::PermanentError {
+                    reason: "no refresh token".into(),
+                },
+            );
+        };
+        tracing::debug!(connection = %record.name, "refreshing");
+        let outcome = oauth::refresh(
+            &self.http,
+            &provider,
+            &record.client_id,
+            record.client_secret.as_ref(),
+            refresh_token,
+        )
+        .await;
+        (started, outcome)
+    }
+
+    /// Records what a refresh came to: durably first, then in memory.
+    async fn apply(
+        &self,
+        conn: &Arc<Connection>,
+        old: Record,
+        (started, outcome): (DateTime<Utc>, RefreshOutcome),
+    ) -> Result<(), EngineError> {
+        match outcome {
+            RefreshOutcome::Refreshed(grant) => {
+                let mut new = old.clone();
+                let rotated = grant.refresh_token.is_some();
+                new.tokens = Tokens {
+                    access_token: grant.access_token,
+                    token_type: grant.token_type,
+                    refresh_token: grant.refresh_token.or(old.tokens.refresh_token),
+                    // Counted from when we asked, by our own clock.
+                    expires_at: grant
+                        .expires_in
+                        .map(|s| started + ChronoDuration::seconds(s)),
+                    lifetime_secs: grant.expires_in,
+                };
+                if rotated {
+                    new.refresh_token_issued_at = Some(started);
+                }
+                new.last_refresh = Some(Utc::now());
+                new.last_error = None;
+                new.refreshes += 1;
+                let written = self.store.put(&new).await;
+                let mut inner = conn.lock();
+                inner.record = Some(new);
+                inner.last_attempt = Some(Instant::now());
+                match written {
+                    Ok(()) => {
+                        inner.unpersisted = false;
+                        inner.failures = 0;
+                        inner.health = Health::Active;
+                        tracing::info!(connection = %conn.name, rotated, "refreshed");
+                        self.schedule_next(conn, &mut inner);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // Keep the new tokens in memory (the old refresh token may
+                        // be dead) but serve nothing until they are on disk.
+                        inner.unpersisted = true;
+                        let reason = format!("refreshed, but cannot write the store: {e}");
+                        tracing::error!(connection = %conn.name, error = %e, "cannot persist refreshed tokens; will retry the write");
+                        self.back_off(conn, &mut inner, reason.clone(), None);
+                        Err(EngineError::Store(reason))
+                    }
+                }
+            }
+            RefreshOutcome::TransitoryError {
+                reason,
+                retry_after,
+            } => {
+                let mut inner = conn.lock();
+                inner.last_attempt = Some(Instant::now());
+                if let Some(r) = inner.record.as_mut() {
+                    r.last_error = Some(reason.clone());
+                }
+                tracing::warn!(connection = %conn.name, error = %reason, "refresh failed; backing off");
+                self.back_off(conn, &mut inner, reason.clone(), retry_after);
+                Err(self.unavailable_from(conn, &inner))
+            }
+            RefreshOutcome::PermanentError { reason } => {
+                let mut new = old;
+                new.needs_reauth = Some(reason.clone());
+                new.last_error = Some(reason.clone());
+                if let Err(e) = self.store.put(&new).await {
+                    tracing::error!(connection = %conn.name, error = %e, "cannot record needs-reauth in the store");
+                }
+                let mut inner = conn.lock();
+                inner.last_attempt = Some(Instant::now());
+                tracing::error!(connection = %conn.name, error = %reason, "the provider refused the grant; the connection needs re-authorization");
+                let fix = crate::admin::fix_text(&conn.name, Some(&new));
+                inner.record = Some(new);
+                inner.health = Health::NeedsReauth {
+                    reason: reason.clone(),
+                };
+                inner.next_refresh = None;
+                Err(EngineError::NeedsReauth {
+                    name: conn.name.clone(),
+                    reason,
+                    fix,
+                })
+            }
+        }
+    }
+
+    fn unavailable_from(&self, conn: &Connection, inner: &Inner) -> EngineError {
+        let reason = match &inner.health {
+            Health::Backoff {
+                until, last_error, ..
+            } => {
+                format!(
+                    "{last_error}; the next attempt is at {}",
+                    until.to_rfc3339()
+                )
+            }
+            _ => "the refresh failed".into(),
+        };
+        EngineError::Unavailable {
+            name: conn.name.clone(),
+            reason,
+        }
+    }
+
+    fn back_off(
+        &self,
+        conn: &Connection,
+        inner: &mut Inner,
+        reason: String,
+        retry_after: Option<Duration>,
+    ) {
+        inner.failures += 1;
+        let wait = self
+            .config
+            .policy
+            .backoff(inner.failures, retry_after, random_unit());
+        let until = Utc::now() + ChronoDuration::from_std(wait).unwrap_or(ChronoDuration::MAX);
+        inner.health = Health::Backoff {
+            until,
+            attempts: inner.failures,
+            last_error: reason,
+        };
+        inner.next_refresh = Some(until);
+        let _ = self.schedule.send((conn.name.clone(), until));
+    }
+
+    /// Writes a record that an earlier refresh could not; true if it did.
+    async fn persist_pending(&self, conn: &Connection) -> Result<bool, EngineError> {
+        let pending = {
+            let inner = conn.lock();
+            if !inner.unpersisted {
+                return Ok(false);
+            }
+            inner.record.clone()
+        };
+        let Some(record) = pending else {
+            return Ok(false);
+        };
+        self.store
+            .put(&record)
+            .await
+            .map_err(|e| EngineError::Store(format!("cannot write the store: {e}")))?;
+        let mut inner = conn.lock();
+        inner.unpersisted = false;
+        inner.health = Health::Active;
+        inner.failures = 0;
+        self.schedule_next(conn, &mut inner);
+        Ok(true)
+    }
+
+    /// Computes the next refresh time and tells the scheduler.
+    pub(crate) fn schedule_next(&self, conn: &Connection, inner: &mut Inner) {
+        let next = match (&inner.health, &inner.record) {
+            (Health::Backoff { until, .. }, _) => Some(*until),
+            (Health::Active | Health::Refreshing, Some(r)) => {
+                let since = r.last_refresh.unwrap_or(r.created_at);
+                self.config.policy.next_refresh(&r.tokens, since)
+            }
+            _ => None,
+        };
+        inner.next_refresh = next;
+        if let Some(at) = next {
+            let _ = self.schedule.send((conn.name.clone(), at));
+        }
+    }
+}
