@@ -4,3 +4,4 @@
 
 pub mod bins;
 pub mod fake;
+pub mod vault_harness;
