@@ -2,6 +2,7 @@
 //! speak the providers' real wire formats, and helpers to find and run the
 //! real binaries.
 
+pub mod authorize_harness;
 pub mod bins;
 pub mod fake;
 pub mod vault_harness;
