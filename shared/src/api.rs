@@ -137,6 +137,67 @@ pub struct WhoAmI {
     pub details: serde_json::Value,
 }
 
+/// What a listing entry is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    File,
+    Folder,
+    /// A Box web link: listed, never transferred.
+    WebLink,
+}
+
+/// One item in a folder listing (`ls --json` prints these).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    /// Bytes; `None` for folders where the provider gives none.
+    pub size: Option<u64>,
+    pub modified: Option<DateTime<Utc>>,
+    /// The provider's id (Box item id, Dropbox `id:…`).
+    pub id: String,
+    /// The provider's hash: Box SHA-1 hex, Dropbox `content_hash`.
+    pub hash: Option<String>,
+}
+
+/// `GET /v1/connections/{name}/items?path=…`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Listing {
+    /// The folder listed, relative to the connection's root.
+    pub path: String,
+    pub entries: Vec<Entry>,
+}
+
+/// `PUT /v1/connections/{name}/content?path=…`: what was stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UploadResult {
+    pub path: String,
+    pub entry: Entry,
+    /// True when the upload replaced an existing file (a new version on
+    /// Box, overwrite mode on Dropbox).
+    pub replaced: bool,
+}
+
+/// `POST /v1/connections/{name}/folders?path=…`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FolderResult {
+    pub path: String,
+    pub id: String,
+    /// False when the folder already existed.
+    pub created: bool,
+}
+
+/// `DELETE /v1/connections/{name}/items?path=…`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeleteResult {
+    pub path: String,
+}
+
+/// Response header of a download: the provider's hash of the content.
+pub const HASH_HEADER: &str = "x-token-vault-hash";
+
 /// Checks a connection name: 1–64 of `A-Z a-z 0-9 . _ -`, not starting
 /// with `.` or `-`. Names become file names and URL path segments.
 pub fn valid_connection_name(name: &str) -> bool {

@@ -3,6 +3,7 @@
 //! real binaries.
 
 pub mod authorize_harness;
+pub mod bench;
 pub mod bins;
 pub mod fake;
 pub mod vault_harness;

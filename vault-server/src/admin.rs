@@ -156,6 +156,7 @@ impl Engine {
                 lifetime_secs,
             },
             root,
+            transfer: old.map(|o| o.transfer.clone()).unwrap_or_default(),
             allow_uids: req
                 .allow_uids
                 .filter(|v| !v.is_empty())

@@ -30,6 +30,7 @@ use std::time::Duration;
         token-vault import box --provider box --client-id ID --client-secret-file box.secret < box.json\n  \
         oauth-authorize box | ssh server token-vault import box --provider box --client-id ID\n  \
         token-vault list\n  \
+        token-vault put report.pdf box:/Documents/ && token-vault ls box:/Documents\n  \
         curl -H \"Authorization: Bearer $(token-vault token box)\" https://api.box.com/2.0/users/me"
 )]
 pub struct Cli {
@@ -132,6 +133,77 @@ pub enum Command {
             token-vault remove old-box --revoke"
     )]
     Remove(RemoveArgs),
+
+    /// List a folder of a connection's account.
+    #[command(
+        long_about = "Lists the folder PATH of connection NAME (relative to the connection's root \
+            folder, if it has one), one entry per line: the type (d folder, - file, l web link), \
+            the size, the last modification in local time, and the name. Folders come first, \
+            then everything else, each sorted by name.\n\n\
+            With --json, prints the entries as a JSON array of \
+            {\"name\",\"type\",\"size\",\"modified\",\"id\",\"hash\"} objects, in the \
+            daemon's order.",
+        after_help = "Examples:\n  \
+            token-vault ls box:                # the root folder\n  \
+            token-vault ls box:/Documents\n  \
+            token-vault ls dbx:/Photos --json | jq -r '.[] | select(.type == \"file\") | .name'"
+    )]
+    Ls(LsArgs),
+
+    /// Upload a local file (or stdin) to a connection's account.
+    #[command(
+        long_about = "Uploads LOCAL to PATH of connection NAME. If PATH ends with '/', the file \
+            keeps its local name inside that folder. An existing file at PATH is replaced (a \
+            new version on Box, an overwrite on Dropbox).\n\n\
+            LOCAL '-' reads stdin. The daemon needs the size before the first byte, so stdin is \
+            first copied to an unnamed temporary file in $TMPDIR (which must have room for it), \
+            then uploaded; PATH must then name the file.\n\n\
+            The file is streamed, never held in memory. On a terminal a progress bar is shown \
+            on stderr, unless --quiet. The result is one line on stdout.",
+        after_help = "Examples:\n  \
+            token-vault put report.pdf box:/Documents/           # -> /Documents/report.pdf\n  \
+            token-vault put report.pdf box:/Documents/2025.pdf\n  \
+            tar czf - /etc | token-vault put - dbx:/Backups/etc.tar.gz"
+    )]
+    Put(PutArgs),
+
+    /// Download a file from a connection's account to a local file (or stdout).
+    #[command(
+        long_about = "Downloads PATH of connection NAME to LOCAL. If LOCAL is an existing \
+            directory, the file keeps its remote name inside it; an existing file at LOCAL is \
+            replaced.\n\n\
+            The download goes to a temporary file beside LOCAL, which is renamed into place only \
+            once every byte has arrived: an interrupted or failed download never leaves a \
+            partial file under LOCAL's name. LOCAL '-' writes to stdout instead.\n\n\
+            The body is streamed, never held in memory. On a terminal a progress bar is shown \
+            on stderr, unless --quiet.",
+        after_help = "Examples:\n  \
+            token-vault get box:/Documents/report.pdf .\n  \
+            token-vault get box:/Documents/report.pdf /tmp/r.pdf\n  \
+            token-vault get dbx:/Backups/etc.tar.gz - | tar tzf -"
+    )]
+    Get(GetArgs),
+
+    /// Create a folder in a connection's account, parents included.
+    #[command(
+        long_about = "Creates the folder PATH of connection NAME, and any missing parents. A \
+            folder that already exists is not an error: the result line says so.",
+        after_help = "Examples:\n  \
+            token-vault mkdir box:/Backups/2025/01"
+    )]
+    Mkdir(MkdirArgs),
+
+    /// Delete a file or folder in a connection's account.
+    #[command(
+        long_about = "Deletes the file or folder PATH of connection NAME. A folder that is not \
+            empty is refused unless --recursive is given. What a delete means is the \
+            provider's: Box and Dropbox move the item to the trash, where it can be restored \
+            for a while.",
+        after_help = "Examples:\n  \
+            token-vault rm box:/Documents/old.pdf\n  \
+            token-vault rm box:/Backups/2019 --recursive"
+    )]
+    Rm(RmArgs),
 }
 
 /// The daemon's options. Durations take humantime forms: `90s`, `10m`, `1h 30m`, `30days`.
@@ -313,6 +385,119 @@ pub struct RemoveArgs {
     pub revoke: bool,
 }
 
+/// `NAME:PATH`: a path inside connection NAME, relative to its root folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotePath {
+    /// The connection's name, checked with [`valid_connection_name`].
+    pub name: String,
+    /// The path as given, starting with '/'; `/` is the root. The daemon
+    /// normalises it and refuses `..` and the like.
+    pub path: String,
+}
+
+impl std::fmt::Display for RemotePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.name, self.path)
+    }
+}
+
+impl std::str::FromStr for RemotePath {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_remote(s)
+    }
+}
+
+/// Parses `NAME:PATH`. `NAME:` alone is the root; a path without a leading
+/// '/' gets one. The name is split off at the first ':' (a name has none).
+pub fn parse_remote(s: &str) -> Result<RemotePath, String> {
+    const FORM: &str = "expected NAME:PATH, e.g. box:/Documents/report.pdf (box: alone is the \
+        connection's root folder)";
+    let Some((name, path)) = s.split_once(':') else {
+        return Err(format!("no ':' in {s:?}: {FORM}"));
+    };
+    if name.is_empty() {
+        return Err(format!("no connection name before ':' in {s:?}: {FORM}"));
+    }
+    if !valid_connection_name(name) {
+        return Err(format!(
+            "{name:?} is not a connection name (1-64 of A-Z a-z 0-9 . _ -, not starting \
+             with . or -): {FORM}"
+        ));
+    }
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    Ok(RemotePath {
+        name: name.to_string(),
+        path,
+    })
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LsArgs {
+    /// The folder, as NAME:PATH; NAME: alone is the connection's root folder.
+    #[arg(value_name = "NAME:PATH", value_parser = parse_remote)]
+    pub remote: RemotePath,
+
+    /// Print the entries as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PutArgs {
+    /// The local file to upload, or '-' for stdin.
+    #[arg(value_name = "LOCAL")]
+    pub local: PathBuf,
+
+    /// Where to put it, as NAME:PATH; a PATH ending in '/' is a folder, and the file keeps
+    /// its local name.
+    #[arg(value_name = "NAME:PATH", value_parser = parse_remote)]
+    pub remote: RemotePath,
+
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GetArgs {
+    /// The file to download, as NAME:PATH.
+    #[arg(value_name = "NAME:PATH", value_parser = parse_remote)]
+    pub remote: RemotePath,
+
+    /// The local file to write, an existing directory to write into (keeping the remote
+    /// name), or '-' for stdout.
+    #[arg(value_name = "LOCAL")]
+    pub local: PathBuf,
+
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MkdirArgs {
+    /// The folder to create, as NAME:PATH.
+    #[arg(value_name = "NAME:PATH", value_parser = parse_remote)]
+    pub remote: RemotePath,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RmArgs {
+    /// The file or folder to delete, as NAME:PATH.
+    #[arg(value_name = "NAME:PATH", value_parser = parse_remote)]
+    pub remote: RemotePath,
+
+    /// Delete a folder and everything in it.
+    #[arg(long, short)]
+    pub recursive: bool,
+}
+
 /// Checks a connection name as the daemon does.
 pub fn parse_name(s: &str) -> Result<String, String> {
     if valid_connection_name(s) {
@@ -441,5 +626,77 @@ mod tests {
         ));
         assert!(parse(&["status"]).is_err());
         assert!(parse(&["token", "a/b"]).is_err());
+    }
+
+    #[test]
+    fn remote_paths() {
+        let r = |s: &str| parse_remote(s);
+        let ok = |name: &str, path: &str| {
+            Ok(RemotePath {
+                name: name.into(),
+                path: path.into(),
+            })
+        };
+        assert_eq!(r("box:/a/b"), ok("box", "/a/b"));
+        assert_eq!(r("box:"), ok("box", "/"));
+        assert_eq!(r("box:/"), ok("box", "/"));
+        assert_eq!(r("box:a/b"), ok("box", "/a/b"));
+        assert_eq!(r("dbx-work.2:/x/"), ok("dbx-work.2", "/x/"));
+        // Everything after the first ':' is the path, as given.
+        assert_eq!(r("box:/a:b/../c"), ok("box", "/a:b/../c"));
+        assert_eq!(r("box:/a b/é"), ok("box", "/a b/é"));
+        assert_eq!(r("box:/Documents").unwrap().to_string(), "box:/Documents");
+
+        let err = r("box").unwrap_err();
+        assert!(err.contains("no ':'") && err.contains("NAME:PATH"), "{err}");
+        let err = r("/tmp/file").unwrap_err();
+        assert!(err.contains("expected NAME:PATH"), "{err}");
+        let err = r(":/a").unwrap_err();
+        assert!(err.contains("no connection name"), "{err}");
+        for bad in ["a b:/x", ".box:/x", "-box:/x", "bo/x:/y", "é:/x"] {
+            let err = r(bad).unwrap_err();
+            assert!(err.contains("is not a connection name"), "{bad}: {err}");
+        }
+        assert!(r(&format!("{}:/x", "n".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn transfer_commands() {
+        let Command::Ls(a) = parse(&["ls", "box:", "--json"]).unwrap().command else {
+            panic!("not ls")
+        };
+        assert_eq!(a.remote.path, "/");
+        assert!(a.json);
+
+        let Command::Put(a) = parse(&["put", "-", "box:/a/f", "-q"]).unwrap().command else {
+            panic!("not put")
+        };
+        assert_eq!(a.local, PathBuf::from("-"));
+        assert_eq!(a.remote.name, "box");
+        assert!(a.quiet);
+
+        let Command::Get(a) = parse(&["get", "box:/a/f", "."]).unwrap().command else {
+            panic!("not get")
+        };
+        assert_eq!(a.remote.path, "/a/f");
+        assert_eq!(a.local, PathBuf::from("."));
+        assert!(!a.quiet);
+
+        assert!(matches!(
+            parse(&["rm", "box:/a", "--recursive"]).unwrap().command,
+            Command::Rm(RmArgs {
+                recursive: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["mkdir", "box:/a/b"]).unwrap().command,
+            Command::Mkdir(_)
+        ));
+        // The operands are in order: a local path where NAME:PATH belongs is refused.
+        assert!(parse(&["get", "./f", "box:/a"]).is_err());
+        assert!(parse(&["put", "box:/a"]).is_err());
+        let err = parse(&["ls", "box"]).unwrap_err().to_string();
+        assert!(err.contains("expected NAME:PATH"), "{err}");
     }
 }

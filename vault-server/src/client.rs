@@ -1,29 +1,49 @@
 //! A small client of the daemon's socket API: HTTP/1.1 over a Unix socket,
 //! JSON in and out, one connection per request.
 //!
-//! Invariants: every answer body is bounded ([`MAX_BODY`]); error messages
+//! Invariants: every JSON answer body is bounded ([`MAX_BODY`]); a download
+//! is streamed chunk by chunk to the caller, never collected; error messages
 //! never quote a response body (a body may hold a token), only the daemon's
 //! own `ErrorBody` message; path segments and query values are
-//! percent-encoded by [`connection_path`] and [`encode_component`].
+//! percent-encoded by [`connection_path`], [`transfer_path`] and
+//! [`encode_component`].
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Bytes;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HOST};
-use hyper::{Method, Request, StatusCode};
+use futures_util::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Body, Bytes, Frame, Incoming};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, HOST};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use indicatif::ProgressBar;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use shared::api::{ErrorBody, API_PREFIX};
+use shared::api::{ErrorBody, API_PREFIX, HASH_HEADER};
+use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UnixStream;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::io::ReaderStream;
 
 /// The largest answer body the client reads.
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// How long one request may take by default, connection to last byte. A
 /// token request may wait for a refresh, and `test` calls the provider.
+///
+/// Transfers have no overall limit: an upload may take hours. A download
+/// waits at most this long for its headers and for each chunk.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How much of a file an upload reads at a time.
+pub const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// The body of an upload: a file, streamed.
+pub type UploadBody = BoxBody<Bytes, std::io::Error>;
 
 /// Why a request to the daemon failed.
 #[derive(Debug, thiserror::Error)]
@@ -138,11 +158,7 @@ impl VaultClient {
     ) -> Result<(StatusCode, Bytes), ClientError> {
         match tokio::time::timeout(self.timeout, self.request_inner(method, path, body)).await {
             Ok(result) => result,
-            Err(_) => Err(ClientError::Protocol(format!(
-                "the vault at {} did not answer within {}",
-                self.socket.display(),
-                humantime::format_duration(self.timeout)
-            ))),
+            Err(_) => Err(self.no_answer()),
         }
     }
 
@@ -152,23 +168,7 @@ impl VaultClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let stream =
-            UnixStream::connect(&self.socket)
-                .await
-                .map_err(|cause| ClientError::Unreachable {
-                    socket: self.socket.clone(),
-                    cause,
-                })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| {
-                ClientError::Protocol(format!("HTTP handshake with the vault failed: {e}"))
-            })?;
-        let conn_task = tokio::spawn(async move {
-            // Its errors also surface through `send_request`.
-            let _ = conn.await;
-        });
-
+        let (mut sender, _conn) = self.connect::<Full<Bytes>>().await?;
         let mut builder = Request::builder()
             .method(method.clone())
             .uri(path)
@@ -180,44 +180,364 @@ impl VaultClient {
         let request = builder
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Protocol(format!("bad request {method} {path}: {e}")))?;
+        let response = sender.send_request(request).await.map_err(|e| {
+            ClientError::Protocol(format!(
+                "the vault closed the connection during {method} {path}: {}",
+                error_chain(&e)
+            ))
+        })?;
+        read_answer(&method, path, response).await
+    }
 
-        let result = async {
-            let response = sender.send_request(request).await.map_err(|e| {
-                ClientError::Protocol(format!(
-                    "the vault closed the connection during {method} {path}: {e}"
-                ))
-            })?;
-            let status = response.status();
-            let bytes = Limited::new(response.into_body(), MAX_BODY)
-                .collect()
+    /// A fresh connection to the daemon, and the task driving it (aborted
+    /// when dropped).
+    async fn connect<B>(&self) -> Result<(SendRequest<B>, ConnTask), ClientError>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        let stream =
+            UnixStream::connect(&self.socket)
                 .await
-                .map_err(|e| {
-                    ClientError::Protocol(format!(
-                        "cannot read the vault's answer to {method} {path} (at most {} MiB): {e}",
-                        MAX_BODY / (1024 * 1024)
-                    ))
-                })?
-                .to_bytes();
-            Ok((status, bytes))
-        }
-        .await;
-        conn_task.abort();
+                .map_err(|cause| ClientError::Unreachable {
+                    socket: self.socket.clone(),
+                    cause,
+                })?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| {
+                ClientError::Protocol(format!("HTTP handshake with the vault failed: {e}"))
+            })?;
+        let task = tokio::spawn(async move {
+            // Its errors also surface through `send_request` or the body.
+            let _ = conn.await;
+        });
+        Ok((sender, ConnTask(task)))
+    }
 
-        let (status, bytes) = result?;
-        if status.is_success() {
-            return Ok((status, bytes));
+    /// `PUT path` with `file` as the body, streamed: `len` bytes from the
+    /// file's current position, announced in `Content-Length`. `progress`
+    /// advances as chunks are read. The answer is decoded as `T`, with the
+    /// success status (201 created, 200 replaced).
+    ///
+    /// The request carries `Expect: 100-continue` and the body waits for
+    /// the daemon's `100 Continue` (hyper's server sends it when the
+    /// handler starts reading the body; after the client's timeout it is
+    /// sent anyway), so an early refusal (403, 404, 409, 411…) arrives as
+    /// the daemon's error rather than as a broken pipe mid-body.
+    ///
+    /// No overall time limit: a large upload may take hours. If the file
+    /// does not hold exactly `len` bytes (it changed meanwhile), the upload
+    /// is broken off before its last byte and fails.
+    pub async fn upload_file<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        file: tokio::fs::File,
+        len: u64,
+        progress: ProgressBar,
+    ) -> Result<(StatusCode, T), ClientError> {
+        let method = Method::PUT;
+        // An empty body is not worth the round trip, and hyper's server
+        // sends no 100 for one.
+        let gate = (len > 0).then(|| Gate {
+            go: Arc::new(Notify::new()),
+            wait: self.timeout,
+        });
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(HOST, "localhost")
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, len);
+        if gate.is_some() {
+            builder = builder.header(EXPECT, "100-continue");
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(e) => Err(ClientError::Api {
-                status,
-                code: e.error.code,
-                message: e.error.message,
-            }),
-            Err(_) => Err(ClientError::Protocol(format!(
-                "the vault answered {method} {path} with {status} and no error description"
-            ))),
+        let go = gate.as_ref().map(|g| g.go.clone());
+        let mut request = builder
+            .body(file_body(file, len, progress, gate))
+            .map_err(|e| ClientError::Protocol(format!("bad request {method} {path}: {e}")))?;
+        if let Some(go) = go {
+            hyper::ext::on_informational(&mut request, move |answer| {
+                if answer.status() == StatusCode::CONTINUE {
+                    go.notify_one();
+                }
+            });
+        }
+        let (mut sender, _conn) = self.connect::<UploadBody>().await?;
+        let response = sender.send_request(request).await.map_err(|e| {
+            ClientError::Protocol(format!(
+                "the upload {method} {path} broke off: {}",
+                error_chain(&e)
+            ))
+        })?;
+        let (status, body) = read_answer(&method, path, response).await?;
+        Ok((status, decode(&method, path, &body)?))
+    }
+
+    /// `GET path` for a download: the answer's headers, and its body to
+    /// read with [`Download::next_chunk`]. An error answer (JSON, bounded)
+    /// is returned as the error.
+    pub async fn download(&self, path: &str) -> Result<Download, ClientError> {
+        let method = Method::GET;
+        let (mut sender, conn) = self.connect::<Full<Bytes>>().await?;
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(HOST, "localhost")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Protocol(format!("bad request {method} {path}: {e}")))?;
+        let response = match tokio::time::timeout(self.timeout, sender.send_request(request)).await
+        {
+            Ok(result) => result.map_err(|e| {
+                ClientError::Protocol(format!(
+                    "the vault closed the connection during {method} {path}: {}",
+                    error_chain(&e)
+                ))
+            })?,
+            Err(_) => return Err(self.no_answer()),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            // Reads the (bounded) error body and turns it into the error.
+            return Err(match read_answer(&method, path, response).await {
+                Err(e) => e,
+                Ok(_) => ClientError::Protocol(format!(
+                    "the vault answered {method} {path} with {status}"
+                )),
+            });
+        }
+        let headers = response.headers();
+        let content_length = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let hash = headers
+            .get(HASH_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .filter(|h| !h.is_empty());
+        Ok(Download {
+            what: format!("{method} {path}"),
+            status,
+            content_length,
+            hash,
+            received: 0,
+            stall: self.timeout,
+            body: response.into_body(),
+            _conn: conn,
+        })
+    }
+
+    fn no_answer(&self) -> ClientError {
+        ClientError::Protocol(format!(
+            "the vault at {} did not answer within {}",
+            self.socket.display(),
+            humantime::format_duration(self.timeout)
+        ))
+    }
+}
+
+/// The task that drives one connection; aborted when dropped, so a
+/// connection lives exactly as long as its request (or download) does.
+#[derive(Debug)]
+struct ConnTask(JoinHandle<()>);
+
+impl Drop for ConnTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// An answer's body, bounded by [`MAX_BODY`], with its status; the error
+/// for an error status.
+async fn read_answer(
+    method: &Method,
+    path: &str,
+    response: Response<Incoming>,
+) -> Result<(StatusCode, Bytes), ClientError> {
+    let status = response.status();
+    let bytes = Limited::new(response.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            ClientError::Protocol(format!(
+                "cannot read the vault's answer to {method} {path} (at most {} MiB): {e}",
+                MAX_BODY / (1024 * 1024)
+            ))
+        })?
+        .to_bytes();
+    if status.is_success() {
+        return Ok((status, bytes));
+    }
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(e) => Err(ClientError::Api {
+            status,
+            code: e.error.code,
+            message: e.error.message,
+        }),
+        Err(_) => Err(ClientError::Protocol(format!(
+            "the vault answered {method} {path} with {status} and no error description"
+        ))),
+    }
+}
+
+/// What an upload's body waits for before its first byte: the daemon's
+/// `100 Continue`, or `wait` to pass.
+struct Gate {
+    go: Arc<Notify>,
+    wait: Duration,
+}
+
+/// The streamed body of `file`: `len` bytes, then the end. A read error,
+/// or a file that turns out shorter or longer than `len`, ends the body
+/// with an error before its last byte, which breaks the upload off (the
+/// daemon never sees a complete body).
+fn file_body(
+    file: tokio::fs::File,
+    len: u64,
+    progress: ProgressBar,
+    gate: Option<Gate>,
+) -> UploadBody {
+    let chunks = ReaderStream::with_capacity(file, UPLOAD_CHUNK);
+    let changed = move |now: &str| {
+        std::io::Error::other(format!(
+            "the file {now} while being uploaded ({len} bytes were announced); upload it \
+             again once it no longer changes"
+        ))
+    };
+    let frames = futures_util::stream::try_unfold(
+        (chunks, 0u64, progress, gate),
+        move |(mut chunks, sent, progress, gate)| async move {
+            if let Some(gate) = gate {
+                // Timing out just means sending anyway.
+                let _ = tokio::time::timeout(gate.wait, gate.go.notified()).await;
+            }
+            let Some(chunk) = chunks.next().await else {
+                return if sent == len {
+                    Ok(None)
+                } else {
+                    Err(changed(&format!("shrank to {sent} bytes")))
+                };
+            };
+            let chunk = chunk?;
+            let sent = sent + chunk.len() as u64;
+            if sent > len {
+                return Err(changed("grew"));
+            }
+            if sent == len {
+                // The last announced bytes go only if the file ends here.
+                if let Some(more) = chunks.next().await {
+                    more?;
+                    return Err(changed("grew"));
+                }
+            }
+            progress.inc(chunk.len() as u64);
+            Ok(Some((Frame::data(chunk), (chunks, sent, progress, None))))
+        },
+    );
+    BoxBody::new(StreamBody::new(frames))
+}
+
+/// A download in progress: the answer's headers and its streamed body.
+#[derive(Debug)]
+pub struct Download {
+    what: String,
+    pub status: StatusCode,
+    /// The body's size, when the daemon knows it.
+    pub content_length: Option<u64>,
+    /// The provider's hash of the content (`x-token-vault-hash`), if given.
+    pub hash: Option<String>,
+    received: u64,
+    stall: Duration,
+    body: Incoming,
+    _conn: ConnTask,
+}
+
+impl Download {
+    /// The next chunk of the body, or `None` at its end. A body that ends
+    /// short of its `Content-Length`, breaks off, or stalls longer than the
+    /// client's timeout is an error.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
+        loop {
+            let frame = match tokio::time::timeout(self.stall, self.body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => {
+                    return Err(ClientError::Protocol(format!(
+                        "the download {} stalled: no data for {} after {} bytes",
+                        self.what,
+                        humantime::format_duration(self.stall),
+                        self.received
+                    )))
+                }
+            };
+            match frame {
+                Some(Ok(frame)) => {
+                    // Trailers carry no content.
+                    if let Ok(data) = frame.into_data() {
+                        self.received += data.len() as u64;
+                        if self.content_length.is_some_and(|n| self.received > n) {
+                            return Err(ClientError::Protocol(format!(
+                                "the download {} sent more than the {} bytes announced",
+                                self.what,
+                                self.content_length.unwrap_or_default()
+                            )));
+                        }
+                        if !data.is_empty() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(ClientError::Protocol(format!(
+                        "the download {} broke off after {}: {}",
+                        self.what,
+                        self.progress_text(),
+                        error_chain(&e)
+                    )))
+                }
+                None => {
+                    return match self.content_length {
+                        Some(n) if self.received != n => Err(ClientError::Protocol(format!(
+                            "the download {} ended early, after {}",
+                            self.what,
+                            self.progress_text()
+                        ))),
+                        _ => Ok(None),
+                    };
+                }
+            }
         }
     }
+
+    /// How many bytes have arrived so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    fn progress_text(&self) -> String {
+        match self.content_length {
+            Some(n) => format!("{} of {n} bytes", self.received),
+            None => format!("{} bytes", self.received),
+        }
+    }
+}
+
+/// An error and its sources, `: `-separated: hyper's own messages are terse
+/// ("error from user's Body stream") and the cause is in the source.
+pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Decodes a success body. The error never quotes the body: it may hold a token.
@@ -253,6 +573,16 @@ pub fn connection_path(name: &str, suffix: &str) -> String {
     format!(
         "{API_PREFIX}/connections/{}{suffix}",
         encode_component(name)
+    )
+}
+
+/// `/v1/connections/{name}/{endpoint}?path={path}{extra}`, the name and the
+/// path percent-encoded. `endpoint` (`items`, `content`, `folders`) and
+/// `extra` (e.g. `&recursive=true`) are trusted text.
+pub fn transfer_path(name: &str, endpoint: &str, path: &str, extra: &str) -> String {
+    connection_path(
+        name,
+        &format!("/{endpoint}?path={}{extra}", encode_component(path)),
     )
 }
 

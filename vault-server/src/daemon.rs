@@ -18,6 +18,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// Provider requests in flight per connection: enough to overlap a listing
+/// with a transfer, few enough to stay under Box's per-user rate limits.
+const MAX_REQUESTS_PER_CONNECTION: usize = 4;
+
+/// How long shutdown waits for refreshes in flight: longer than one token
+/// call may take, so a rotated token in flight always reaches the disk.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(35);
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn serve(args: ServeArgs, socket: &Path) -> anyhow::Result<()> {
     init_logging(args.log_format);
@@ -56,6 +64,7 @@ async fn run(args: ServeArgs, socket_path: &Path) -> anyhow::Result<()> {
         .mode(0o700)
         .create(&state_dir)
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    let _state_lock = lock_state_dir(&state_dir)?;
     let (key, key_source) = load_key(
         args.key_file.as_deref(),
         paths::credentials_dir().as_deref(),
@@ -82,10 +91,22 @@ async fn run(args: ServeArgs, socket_path: &Path) -> anyhow::Result<()> {
     let scheduler = tokio::spawn(scheduler::run(engine.clone(), schedule));
     let (audit, audit_writer) = Audit::start(&state_dir.join("audit.log"))
         .with_context(|| format!("cannot open the audit log in {}", state_dir.display()))?;
+    let spool = crate::transfer::spool::spool_dir(&state_dir).with_context(|| {
+        format!(
+            "cannot create the spool directory in {}",
+            state_dir.display()
+        )
+    })?;
+    let files = Arc::new(
+        crate::files::Files::new(engine.clone(), spool, MAX_REQUESTS_PER_CONNECTION)
+            .context("cannot build the transfer HTTP client")?,
+    );
     let listener = socket::bind(socket_path)?;
     let shutting_down = Arc::new(AtomicBool::new(false));
+    let engine_for_drain = engine.clone();
     let app = api::router(AppState {
         engine,
+        files,
         daemon_uid,
         audit,
         shutting_down: shutting_down.clone(),
@@ -104,11 +125,38 @@ async fn run(args: ServeArgs, socket_path: &Path) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal(shutting_down))
     .await;
     scheduler.abort();
+    if tokio::time::timeout(DRAIN_TIMEOUT, engine_for_drain.drain())
+        .await
+        .is_err()
+    {
+        tracing::warn!("a refresh was still in flight at shutdown");
+    }
     let _ = std::fs::remove_file(socket_path);
     audit_writer.finish().await;
     served.context("the socket server failed")?;
     tracing::info!("token-vault stopped");
     Ok(())
+}
+
+/// Takes an exclusive lock on the state directory for the daemon's life:
+/// two daemons refreshing the same single-use refresh tokens would break
+/// each other's chains.
+fn lock_state_dir(state_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = state_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        anyhow::anyhow!(
+            "another token-vault daemon is using the state directory {} ({errno}); stop it first, or give this one its own --state-dir",
+            state_dir.display()
+        )
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT, after flagging the shutdown.

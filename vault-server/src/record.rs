@@ -23,6 +23,15 @@ pub struct Tokens {
     pub lifetime_secs: Option<i64>,
 }
 
+/// A connection's transfer tuning.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TransferSettings {
+    /// Box: files above this many bytes use upload sessions (default 50 MiB).
+    pub upload_cutoff: Option<u64>,
+    /// Dropbox: upload chunk size (default 48 MiB, at most 150 MiB).
+    pub chunk_size: Option<u64>,
+}
+
 /// One connection, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
@@ -36,6 +45,9 @@ pub struct Record {
     pub tokens: Tokens,
     /// The folder inside the account that transfers are confined to.
     pub root: Option<String>,
+    /// Transfer tuning; `None` fields take the provider's defaults.
+    #[serde(default)]
+    pub transfer: TransferSettings,
     pub allow_uids: Vec<u32>,
     pub allow_gids: Vec<u32>,
     /// Set when the provider refused the grant (`invalid_grant`): the reason it gave.

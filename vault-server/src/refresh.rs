@@ -149,6 +149,17 @@ impl Engine {
         Ok(self.registry.len())
     }
 
+    /// Waits for the refreshes in flight to finish (their new tokens are
+    /// then on disk) and refuses new ones: called once at shutdown, so a
+    /// rotated refresh token is never dropped half-way.
+    pub async fn drain(&self) {
+        let all = self.config.max_concurrent_refreshes.max(1) as u32;
+        if let Ok(permits) = self.permits.acquire_many(all).await {
+            permits.forget();
+        }
+        self.permits.close();
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

@@ -19,7 +19,7 @@ pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 
 /// Box's 401 for a missing, unknown, expired or revoked access token: a
 /// `WWW-Authenticate` challenge and an empty body.
-fn box_unauthorized(with_token: bool) -> Response {
+pub(super) fn box_unauthorized(with_token: bool) -> Response {
     let challenge = if with_token {
         "Bearer realm=\"Service\", error=\"invalid_token\", \
          error_description=\"The access token provided is invalid.\""
@@ -81,7 +81,8 @@ pub(super) fn dropbox_missing_auth(function: &str) -> Response {
     )
 }
 
-fn dropbox_bad_request(function: &str, problem: &str) -> Response {
+/// Dropbox's 400 for a malformed request: plain text naming the function.
+pub(super) fn dropbox_bad_request(function: &str, problem: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

@@ -19,13 +19,31 @@
 //! thread, so plain synchronous `#[test]` functions can use it. Dropping the
 //! [`FakeProvider`] shuts it down, even while requests are hanging.
 //!
+//! The same server also plays the providers' *file* APIs (the style decides
+//! which): Box's folders/files/uploads/upload sessions and Dropbox's RPC and
+//! content calls, with file contents on disk in a temporary directory and
+//! metadata in memory. Tests seed files with [`FakeProvider::put_file`],
+//! inspect them with [`FakeProvider::paths`], [`FakeProvider::file_sha256`]
+//! and friends, and inject failures into API calls with
+//! [`FakeProvider::inject_api_fault`].
+//!
 //! Layout: this module holds the handle, the runtime and the shared state;
 //! `oauth` the authorize, token and revoke endpoints; `api` the who-am-I
-//! calls. Provider file APIs will go in further submodules, each adding its
-//! routes in `router`.
+//! calls and the bearer-token checks; `gate` the request counting and API
+//! fault injection in front of every non-OAuth route; `storage` the on-disk
+//! file store and the in-memory tree; `box_files` and `dropbox_files` the
+//! providers' file APIs; `multipart` a streaming form-data parser for Box
+//! uploads.
 
 mod api;
+mod box_files;
+mod dropbox_files;
+#[cfg(test)]
+mod files_tests;
+mod gate;
+mod multipart;
 mod oauth;
+mod storage;
 #[cfg(test)]
 mod tests;
 
@@ -41,6 +59,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use ring::rand::{SecureRandom, SystemRandom};
+
+use storage::Files;
 
 /// Which provider's behaviour the fake imitates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +96,30 @@ pub enum Fault {
     Hang,
 }
 
+/// A failure injected into the file and who-am-I APIs with
+/// [`FakeProvider::inject_api_fault`]: the next API, upload, content or
+/// download request whose path contains the given string gets it, before
+/// anything else (authorization included) is looked at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiFault {
+    /// HTTP 429 with `Retry-After: N` and the provider's real body: Box
+    /// `{"type":"error","status":429,"code":"rate_limit_exceeded",…}`,
+    /// Dropbox `{"error_summary":"too_many_requests/..","error":{"reason":
+    /// {".tag":"too_many_requests"},"retry_after":N}}`.
+    TooManyRequests {
+        /// The value of the `Retry-After` header (and Dropbox's
+        /// `retry_after`), in seconds.
+        retry_after_secs: u64,
+    },
+    /// HTTP 500 with a short HTML body.
+    ServerError,
+    /// The provider's real 401 for an expired token: Box's empty body with
+    /// `WWW-Authenticate: Bearer … error="invalid_token"`, Dropbox's
+    /// `{"error_summary":"expired_access_token/..",…}`. The token itself
+    /// stays valid: a client that refreshes (or simply retries) succeeds.
+    Unauthorized,
+}
+
 /// A snapshot of what the fake has seen, from [`FakeProvider::counters`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -100,6 +144,18 @@ pub struct Counters {
     pub whoami: u64,
     /// Revoke requests answered with 200.
     pub revokes: u64,
+    /// Requests to anything but `/oauth2/…` (file APIs, uploads, downloads,
+    /// who-am-I, Dropbox's revoke), whatever their outcome, injected faults
+    /// included.
+    pub api_requests: u64,
+    /// Requests answered with an injected [`ApiFault`].
+    pub api_faults: u64,
+    /// Files created or given a new version by an upload (Box simple upload
+    /// or commit, Dropbox upload or session finish). Seeding with
+    /// [`FakeProvider::put_file`] does not count.
+    pub uploads: u64,
+    /// Downloads started (Box `/dl/…` fetches, Dropbox `files/download`).
+    pub downloads: u64,
 }
 
 /// A running fake provider. Start one with [`FakeProvider::start`]; drop it
@@ -208,6 +264,8 @@ pub(crate) struct State {
     pub refresh_chain_breaks: u64,
     /// How long the token endpoint takes before it answers, like a real one.
     pub token_delay: Duration,
+    /// The file APIs' store, sessions, settings and queued faults.
+    pub files: Files,
     rng: SystemRandom,
 }
 
@@ -232,6 +290,7 @@ impl State {
             last_token_form: None,
             refresh_chain_breaks: 0,
             token_delay: Duration::ZERO,
+            files: Files::new(style),
             rng: SystemRandom::new(),
         }
     }
@@ -374,6 +433,7 @@ impl FakeProvider {
             .local_addr()
             .expect("a bound listener has an address");
         let shared: Shared = Arc::new(Mutex::new(State::new(style)));
+        lock(&shared).files.base_url = format!("http://{addr}");
         let app = router(style, shared.clone());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -458,7 +518,7 @@ impl FakeProvider {
     }
 
     /// The upload (content) base: Box `{base}/api/2.0`, Dropbox
-    /// `{base}/content/2`. Nothing is served there yet.
+    /// `{base}/content/2`.
     pub fn upload_url(&self) -> String {
         match self.style {
             Style::Box => format!("{}/api/2.0", self.base_url()),
@@ -575,6 +635,113 @@ impl FakeProvider {
     pub fn refresh_chain_breaks(&self) -> u64 {
         self.state().refresh_chain_breaks
     }
+
+    // ------------------------------------------------------------ file APIs
+
+    /// Queues `fault` for the next API, upload, content or download request
+    /// (anything but `/oauth2/…`) whose URL path contains `path_contains`
+    /// (`""` matches every request). Queued faults are taken first in, first
+    /// out: a request gets the oldest fault that matches it, one fault per
+    /// request, before authorization or anything else is checked. A request
+    /// with a body has it read and discarded first, so the client sees the
+    /// answer.
+    pub fn inject_api_fault(&self, path_contains: &str, fault: ApiFault) {
+        self.state()
+            .files
+            .faults
+            .push_back((path_contains.to_owned(), fault));
+    }
+
+    /// How many injected API faults are still waiting for a request.
+    pub fn pending_api_faults(&self) -> usize {
+        self.state().files.faults.len()
+    }
+
+    /// Caps the number of entries in one page of a listing (Box
+    /// `folders/{id}/items`, Dropbox `list_folder` and `continue`), whatever
+    /// `limit` the client asks for (the response still echoes the client's
+    /// `limit`). Default 1000; `0` counts as 1. Tiny values make clients
+    /// paginate.
+    pub fn set_page_size(&self, n: usize) {
+        self.state().files.page_size = n.max(1);
+    }
+
+    /// Box: the `part_size` of upload sessions created from now on. Default
+    /// 8 MiB (8388608); `0` counts as 1.
+    pub fn set_box_part_size(&self, bytes: u64) {
+        self.state().files.boxed.part_size = bytes.max(1);
+    }
+
+    /// Box: how many commits of each upload session created from now on are
+    /// answered 202 with `Retry-After: 1` ("still processing") before the
+    /// real commit happens. Default 1. A commit with a bad parts list is
+    /// refused (400 `parts_mismatch`) without using up a 202.
+    pub fn set_box_commit_202s(&self, n: u32) {
+        self.state().files.boxed.commit_202s = n;
+    }
+
+    /// Box: while on, every upload (simple or committed, new file or new
+    /// version) makes the next `GET /2.0/files/{id}/content` of that file
+    /// answer 202 with `Retry-After: 1` instead of the 302, as Box does
+    /// while it processes a fresh upload. Default off.
+    pub fn box_download_202_once(&self, on: bool) {
+        self.state().files.boxed.download_202_once = on;
+    }
+
+    /// The SHA-256 (hex) of the file at `path` (from the account root, like
+    /// `"/a/b.txt"`, case-insensitive), if there is a file there.
+    pub fn file_sha256(&self, path: &str) -> Option<String> {
+        self.state()
+            .files
+            .tree
+            .file_at(path)
+            .map(|f| f.blob.sha256_hex())
+    }
+
+    /// The size in bytes of the file at `path` (see
+    /// [`file_sha256`](Self::file_sha256)), if there is a file there.
+    pub fn file_size(&self, path: &str) -> Option<u64> {
+        self.state().files.tree.file_at(path).map(|f| f.blob.size)
+    }
+
+    /// Every file and folder in the account (not the root), as
+    /// `"/a/b.txt"` in display case, folders with a trailing `/`
+    /// (`"/a/"`), sorted.
+    pub fn paths(&self) -> Vec<String> {
+        self.state().files.tree.all_paths()
+    }
+
+    /// How many versions the file at `path` has: 1 after its first upload,
+    /// +1 per new content (Box new version, Dropbox overwrite with different
+    /// bytes). `None` if there is no file there. Counts for both styles.
+    pub fn box_versions(&self, path: &str) -> Option<u32> {
+        self.state().files.tree.file_at(path).map(|f| f.versions)
+    }
+
+    /// Upload sessions still open: Box sessions neither committed nor
+    /// aborted, plus Dropbox sessions not finished.
+    pub fn open_upload_sessions(&self) -> usize {
+        self.state().files.open_sessions()
+    }
+
+    /// Seeds a file at `path` (like `"/a/b.txt"`) with `bytes`, creating
+    /// missing parent folders; an existing file gets a new version. Not
+    /// counted as an upload. Panics if a folder is in the way (a test bug).
+    pub fn put_file(&self, path: &str, bytes: &[u8]) {
+        self.state().files.put_file(path, bytes);
+    }
+
+    /// Shorthand for `counters().api_requests`.
+    pub fn api_requests(&self) -> u64 {
+        self.state().counters.api_requests
+    }
+
+    /// How many files are in the fake's storage directory right now: stored
+    /// files, uploaded session parts, and request bodies being received.
+    /// Lets tests check that an interrupted upload left nothing behind.
+    pub fn files_on_disk(&self) -> usize {
+        self.state().files.files_on_disk()
+    }
 }
 
 impl Drop for FakeProvider {
@@ -596,15 +763,23 @@ fn router(style: Style, shared: Shared) -> Router {
     let styled = match style {
         Style::Box => common
             .route("/oauth2/revoke", post(oauth::revoke_box))
-            .route("/2.0/users/me", get(api::box_users_me)),
+            .route("/2.0/users/me", get(api::box_users_me))
+            .merge(box_files::routes()),
         Style::Dropbox => common
             .route("/2/auth/token/revoke", post(oauth::revoke_dropbox))
             .route(
                 "/2/users/get_current_account",
                 post(api::dropbox_get_current_account),
-            ),
+            )
+            .merge(dropbox_files::routes()),
     };
-    styled.fallback(not_found).with_state(shared)
+    styled
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            gate::gate,
+        ))
+        .with_state(shared)
 }
 
 async fn not_found() -> Response {

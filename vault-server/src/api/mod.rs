@@ -8,14 +8,16 @@
 mod error;
 pub mod peer;
 mod routes;
+mod transfer;
 
 use crate::audit::{Audit, AuditLine};
+use crate::files::Files;
 use crate::refresh::Engine;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 pub use error::ApiError;
 use peer::Peer;
@@ -29,6 +31,7 @@ const MAX_JSON_BODY: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    pub files: Arc<Files>,
     pub daemon_uid: u32,
     pub audit: Audit,
     pub shutting_down: Arc<AtomicBool>,
@@ -47,6 +50,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/connections/{name}/token", get(routes::token))
         .route("/v1/connections/{name}/refresh", post(routes::refresh))
         .route("/v1/connections/{name}/whoami", get(routes::whoami))
+        .route(
+            "/v1/connections/{name}/items",
+            get(transfer::list).delete(transfer::delete),
+        )
+        .route("/v1/connections/{name}/folders", post(transfer::mkdir))
+        .route(
+            "/v1/connections/{name}/content",
+            get(transfer::download).merge(put(transfer::upload).layer(DefaultBodyLimit::disable())),
+        )
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(middleware::from_fn_with_state(

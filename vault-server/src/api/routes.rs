@@ -28,7 +28,7 @@ pub async fn not_found() -> ApiError {
 
 /// Checks that the caller may use `name`'s tokens. Corrupt connections
 /// (no readable ACL) are the admins' only.
-fn check_use(state: &AppState, peer: &Peer, name: &str) -> Result<(), ApiError> {
+pub(super) fn check_use(state: &AppState, peer: &Peer, name: &str) -> Result<(), ApiError> {
     let conn =
         state.engine.registry().get(name).ok_or_else(|| {
             ApiError::from(crate::refresh::EngineError::NotFound(name.to_string()))

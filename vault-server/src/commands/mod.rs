@@ -6,15 +6,19 @@
 //! `main`), so `$(token-vault token NAME)` is never an error text. Nothing
 //! secret is printed except by `token`, whose job it is, and only on stdout.
 
+pub mod files;
 pub mod import;
 pub mod remove;
 pub mod show;
 pub mod token;
+pub mod transfer;
 
+pub use files::{run_ls, run_mkdir, run_rm};
 pub use import::run_import;
 pub use remove::run_remove;
 pub use show::{run_list, run_status};
 pub use token::{run_refresh, run_test, run_token};
+pub use transfer::{run_get, run_put};
 
 use crate::cli::Command;
 use crate::client::VaultClient;
@@ -32,6 +36,11 @@ pub async fn dispatch(client: &VaultClient, command: Command) -> anyhow::Result<
         Command::Token(args) => run_token(client, &args.name, args.json, args.rejected).await,
         Command::Refresh(args) => run_refresh(client, &args.name).await,
         Command::Remove(args) => run_remove(client, &args.name, args.revoke).await,
+        Command::Ls(args) => run_ls(client, &args.remote, args.json).await,
+        Command::Put(args) => run_put(client, &args.local, &args.remote, args.quiet).await,
+        Command::Get(args) => run_get(client, &args.remote, &args.local, args.quiet).await,
+        Command::Mkdir(args) => run_mkdir(client, &args.remote).await,
+        Command::Rm(args) => run_rm(client, &args.remote, args.recursive).await,
     }
 }
 

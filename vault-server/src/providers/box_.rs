@@ -1,9 +1,40 @@
-//! Box: who-am-I (`GET /users/me`). Transfers join this file later.
+//! Box: who-am-I, and files by path over Box's id-addressed API.
+//!
+//! Invariants: names match case-insensitively, as Box's do; a cached
+//! path→id is dropped as soon as Box says 404; an upload to an existing
+//! path makes a new version; a chunked upload session is either committed
+//! or aborted, never left behind.
 
-use super::{json_answer, ProviderCallError};
+use super::call::Caller;
+use super::{json_answer, read_body, status_error, Download, FileApi, ProviderCallError};
 use crate::http::HttpClient;
-use shared::api::WhoAmI;
+use crate::transfer::path::RemotePath;
+use crate::transfer::spool::{hex, Incoming, Sha1Observer, Spool};
+use crate::transfer::TransferError;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use serde_json::{json, Value};
+use shared::api::{Entry, EntryKind, WhoAmI};
 use shared::Secret;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Box's root folder id.
+const ROOT_ID: &str = "0";
+/// The fields a listing asks for.
+const LIST_FIELDS: &str = "type,id,name,size,modified_at,sha1,item_status";
+/// Entries per listing page (Box's maximum).
+const PAGE_LIMIT: u32 = 1000;
+/// Box refuses upload sessions for files smaller than this.
+const MIN_CHUNKED_SIZE: u64 = 20_000_000;
+/// How many 202s (parts still processing) a commit or download waits through.
+const MAX_PROCESSING_WAITS: u32 = 60;
+/// The longest wait a 202's Retry-After may impose.
+const MAX_PROCESSING_WAIT: Duration = Duration::from_secs(10);
 
 pub async fn whoami(
     http: &HttpClient,
@@ -24,4 +55,720 @@ pub async fn whoami(
         account: format!("{name} <{login}>"),
         details,
     })
+}
+
+/// A Box item as the path cache remembers it.
+#[derive(Debug, Clone)]
+struct Item {
+    id: String,
+    kind: EntryKind,
+    sha1: Option<String>,
+}
+
+/// The path→item cache of one connection, keyed by lowercased account path.
+#[derive(Debug, Default, Clone)]
+pub struct BoxCache(Arc<Mutex<HashMap<String, Item>>>);
+
+impl BoxCache {
+    fn get(&self, key: &str) -> Option<Item> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: String, item: Item) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, item);
+    }
+
+    /// Forgets `key` and everything under it.
+    fn forget(&self, key: &str) {
+        let prefix = format!("{key}/");
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| k != key && !k.starts_with(&prefix));
+    }
+}
+
+fn cache_key(path: &RemotePath) -> String {
+    path.account_path().to_lowercase()
+}
+
+/// Box file operations for one connection.
+pub struct BoxFiles {
+    pub caller: Caller,
+    pub api: String,
+    pub upload: String,
+    pub cache: BoxCache,
+    /// Files above this many bytes go through upload sessions.
+    pub upload_cutoff: u64,
+}
+
+/// Maps a Box item's JSON to an entry.
+fn entry(item: &Value) -> Option<Entry> {
+    let kind = match item.get("type")?.as_str()? {
+        "file" => EntryKind::File,
+        "folder" => EntryKind::Folder,
+        "web_link" => EntryKind::WebLink,
+        _ => return None,
+    };
+    Some(Entry {
+        name: item.get("name")?.as_str()?.to_string(),
+        kind,
+        size: item.get("size").and_then(Value::as_u64),
+        modified: item
+            .get("modified_at")
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        id: item.get("id")?.as_str()?.to_string(),
+        hash: item.get("sha1").and_then(Value::as_str).map(str::to_string),
+    })
+}
+
+/// The code of a Box error body (`item_name_in_use`, …).
+fn box_code(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("code")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The conflicting item of a 409 `item_name_in_use`.
+fn conflict_item(body: &[u8]) -> Option<Item> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let c = v.pointer("/context_info/conflicts")?;
+    let c = if c.is_array() { c.get(0)? } else { c };
+    let e = entry(c)?;
+    Some(Item {
+        id: e.id,
+        kind: e.kind,
+        sha1: e.hash,
+    })
+}
+
+impl BoxFiles {
+    /// Every active item in folder `id`, following markers.
+    async fn list_folder(&self, id: &str) -> Result<Vec<Entry>, TransferError> {
+        let mut entries = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let url = format!("{}/folders/{id}/items", self.api);
+            let m = marker.clone();
+            let response = self
+                .caller
+                .send(|http, token| {
+                    let mut q = vec![
+                        ("fields", LIST_FIELDS.to_string()),
+                        ("limit", PAGE_LIMIT.to_string()),
+                        ("usemarker", "true".to_string()),
+                    ];
+                    if let Some(m) = &m {
+                        q.push(("marker", m.clone()));
+                    }
+                    Ok(http.get(&url).bearer_auth(token.expose()).query(&q))
+                })
+                .await?;
+            let status = response.status().as_u16();
+            let body = read_body(response).await?;
+            if status == 404 {
+                return Err(TransferError::NotFound(format!("Box folder {id}")));
+            }
+            if status != 200 {
+                return Err(status_error(status, &body).into());
+            }
+            let page: Value = serde_json::from_slice(&body).map_err(|_| {
+                ProviderCallError::BadAnswer("a folder listing that is not JSON".into())
+            })?;
+            for item in page
+                .get("entries")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let active = item
+                    .get("item_status")
+                    .and_then(Value::as_str)
+                    .is_none_or(|s| s == "active");
+                if let (true, Some(e)) = (active, entry(item)) {
+                    entries.push(e);
+                }
+            }
+            marker = page
+                .get("next_marker")
+                .and_then(Value::as_str)
+                .filter(|m| !m.is_empty())
+                .map(str::to_string);
+            if marker.is_none() {
+                return Ok(entries);
+            }
+        }
+    }
+
+    /// The item at `path`, from the cache or by listing parents.
+    async fn resolve(&self, path: &RemotePath) -> Result<Item, TransferError> {
+        let Some(parent) = path.parent_in_account() else {
+            return Ok(Item {
+                id: ROOT_ID.into(),
+                kind: EntryKind::Folder,
+                sha1: None,
+            });
+        };
+        let key = cache_key(path);
+        if let Some(item) = self.cache.get(&key) {
+            return Ok(item);
+        }
+        let folder = Box::pin(self.resolve(&parent)).await?;
+        if folder.kind != EntryKind::Folder {
+            return Err(TransferError::Conflict(format!(
+                "`{}` is a file, not a folder",
+                parent.client_path()
+            )));
+        }
+        let children = match self.list_folder(&folder.id).await {
+            Err(TransferError::NotFound(_)) => {
+                // The cached parent is stale: forget it and resolve afresh once.
+                self.cache.forget(&cache_key(&parent));
+                let folder = Box::pin(self.resolve(&parent)).await?;
+                self.list_folder(&folder.id).await?
+            }
+            other => other?,
+        };
+        let parent_key = cache_key(&parent);
+        let mut found = None;
+        for child in children {
+            let item = Item {
+                id: child.id.clone(),
+                kind: child.kind,
+                sha1: child.hash.clone(),
+            };
+            let child_key = format!(
+                "{}/{}",
+                parent_key.trim_end_matches('/'),
+                child.name.to_lowercase()
+            );
+            if child_key == key {
+                found = Some(item.clone());
+            }
+            self.cache.put(child_key, item);
+        }
+        found.ok_or_else(|| TransferError::NotFound(path.client_path()))
+    }
+
+    /// Resolves, treating "not found" as `None`.
+    async fn lookup(&self, path: &RemotePath) -> Result<Option<Item>, TransferError> {
+        match self.resolve(path).await {
+            Ok(item) => Ok(Some(item)),
+            Err(TransferError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates folder `name` in `parent_id`; an existing folder is success.
+    async fn create_folder(
+        &self,
+        parent_id: &str,
+        name: &str,
+    ) -> Result<(Item, bool), TransferError> {
+        let url = format!("{}/folders", self.api);
+        let body = json!({"name": name, "parent": {"id": parent_id}});
+        let response = self
+            .caller
+            .send(|http, token| Ok(http.post(&url).bearer_auth(token.expose()).json(&body)))
+            .await?;
+        let status = response.status().as_u16();
+        let bytes = read_body(response).await?;
+        match status {
+            200 | 201 => {
+                let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
+                    ProviderCallError::BadAnswer("a folder that is not JSON".into())
+                })?;
+                let e = entry(&v)
+                    .ok_or_else(|| ProviderCallError::BadAnswer("a folder without an id".into()))?;
+                Ok((
+                    Item {
+                        id: e.id,
+                        kind: EntryKind::Folder,
+                        sha1: None,
+                    },
+                    true,
+                ))
+            }
+            409 => match conflict_item(&bytes) {
+                Some(item) if item.kind == EntryKind::Folder => Ok((item, false)),
+                Some(_) => Err(TransferError::Conflict(format!(
+                    "a file named `{name}` is in the way"
+                ))),
+                None => Err(status_error(status, &bytes).into()),
+            },
+            404 => Err(TransferError::NotFound(format!("Box folder {parent_id}"))),
+            _ => Err(status_error(status, &bytes).into()),
+        }
+    }
+
+    async fn delete_item(&self, item: &Item, recursive: bool) -> Result<(), TransferError> {
+        let url = match item.kind {
+            EntryKind::Folder => format!("{}/folders/{}", self.api, item.id),
+            _ => format!("{}/files/{}", self.api, item.id),
+        };
+        let folder = item.kind == EntryKind::Folder;
+        let response = self
+            .caller
+            .send(|http, token| {
+                let mut req = http.delete(&url).bearer_auth(token.expose());
+                if folder && recursive {
+                    req = req.query(&[("recursive", "true")]);
+                }
+                Ok(req)
+            })
+            .await?;
+        let status = response.status().as_u16();
+        let body = read_body(response).await?;
+        match status {
+            200 | 204 => Ok(()),
+            404 => Err(TransferError::NotFound(format!("Box item {}", item.id))),
+            400 if box_code(&body).as_deref() == Some("folder_not_empty") => Err(TransferError::Conflict(
+                "the folder is not empty; use --recursive (recursive=true) to delete it with its contents".into(),
+            )),
+            _ => Err(status_error(status, &body).into()),
+        }
+    }
+
+    /// Uploads at most `upload_cutoff` bytes in one multipart request.
+    async fn simple_upload(
+        &self,
+        parent_id: &str,
+        name: &str,
+        existing: Option<&Item>,
+        spool: &Spool,
+    ) -> Result<(Value, bool), TransferError> {
+        let mut target = existing.map(|i| i.id.clone());
+        loop {
+            let url = match &target {
+                Some(id) => format!("{}/files/{id}/content", self.upload),
+                None => format!("{}/files/content", self.upload),
+            };
+            let attributes = match &target {
+                Some(_) => json!({"name": name}),
+                None => json!({"name": name, "parent": {"id": parent_id}}),
+            }
+            .to_string();
+            let sha1 = hex(spool.sha1.as_ref());
+            let len = spool.len;
+            let file_name = name.to_string();
+            let response = self
+                .caller
+                .send(|http, token| {
+                    let body = spool.body_from(0).map_err(|e| {
+                        ProviderCallError::Transport(format!("cannot read the spooled upload: {e}"))
+                    })?;
+                    // Box requires the attributes part before the file part.
+                    let form = reqwest::multipart::Form::new()
+                        .text("attributes", attributes.clone())
+                        .part(
+                            "file",
+                            reqwest::multipart::Part::stream_with_length(body, len)
+                                .file_name(file_name.clone()),
+                        );
+                    Ok(http
+                        .post(&url)
+                        .bearer_auth(token.expose())
+                        .header("Content-MD5", sha1.clone())
+                        .multipart(form))
+                })
+                .await?;
+            let status = response.status().as_u16();
+            let body = read_body(response).await?;
+            match status {
+                200 | 201 => return Ok((first_entry(&body)?, target.is_some())),
+                // Someone created it meanwhile: upload a new version of theirs.
+                409 if target.is_none() => match conflict_item(&body) {
+                    Some(item) if item.kind == EntryKind::File => target = Some(item.id),
+                    _ => {
+                        return Err(TransferError::Conflict(format!(
+                            "a folder named `{name}` is in the way"
+                        )))
+                    }
+                },
+                _ => return Err(status_error(status, &body).into()),
+            }
+        }
+    }
+
+    /// An upload session: parts of the server's size, each with its SHA-1,
+    /// then a commit with the whole file's SHA-1. Aborted on any failure.
+    async fn chunked_upload(
+        &self,
+        parent_id: &str,
+        name: &str,
+        existing: Option<&Item>,
+        incoming: &mut Incoming,
+        spool_dir: &Path,
+    ) -> Result<(Value, bool), TransferError> {
+        let total = incoming.total;
+        let (url, body) = match existing {
+            Some(item) => (
+                format!("{}/files/{}/upload_sessions", self.upload, item.id),
+                json!({"file_size": total}),
+            ),
+            None => (
+                format!("{}/files/upload_sessions", self.upload),
+                json!({"folder_id": parent_id, "file_size": total, "file_name": name}),
+            ),
+        };
+        let response = self
+            .caller
+            .send(|http, token| Ok(http.post(&url).bearer_auth(token.expose()).json(&body)))
+            .await?;
+        let status = response.status().as_u16();
+        let bytes = read_body(response).await?;
+        if status == 409 && existing.is_none() {
+            if let Some(item) = conflict_item(&bytes).filter(|i| i.kind == EntryKind::File) {
+                return Box::pin(self.chunked_upload(
+                    parent_id,
+                    name,
+                    Some(&item),
+                    incoming,
+                    spool_dir,
+                ))
+                .await;
+            }
+        }
+        if status != 201 && status != 200 {
+            return Err(status_error(status, &bytes).into());
+        }
+        let session: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            ProviderCallError::BadAnswer("an upload session that is not JSON".into())
+        })?;
+        let (Some(sid), Some(part_size)) = (
+            session
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            session
+                .get("part_size")
+                .and_then(Value::as_u64)
+                .filter(|n| *n > 0),
+        ) else {
+            return Err(ProviderCallError::BadAnswer(
+                "an upload session without id or part_size".into(),
+            )
+            .into());
+        };
+        let result = self
+            .send_parts_and_commit(
+                &sid,
+                part_size,
+                name,
+                parent_id,
+                existing.is_some(),
+                incoming,
+                spool_dir,
+            )
+            .await;
+        if result.is_err() {
+            self.abort_session(&sid).await;
+        }
+        result.map(|v| (v, existing.is_some()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_parts_and_commit(
+        &self,
+        sid: &str,
+        part_size: u64,
+        name: &str,
+        parent_id: &str,
+        new_version: bool,
+        incoming: &mut Incoming,
+        spool_dir: &Path,
+    ) -> Result<Value, TransferError> {
+        let total = incoming.total;
+        let url = format!("{}/files/upload_sessions/{sid}", self.upload);
+        let mut whole = Sha1Observer::new();
+        let mut parts = Vec::new();
+        let mut offset = 0u64;
+        while offset < total {
+            let spool = Spool::fill(spool_dir, incoming, part_size, &mut whole).await?;
+            if spool.len == 0 {
+                break;
+            }
+            let range = format!("bytes {}-{}/{total}", offset, offset + spool.len - 1);
+            let digest = format!("sha={}", STANDARD.encode(spool.sha1.as_ref()));
+            let response = self
+                .caller
+                .send(|http, token| {
+                    let body = spool.body_from(0).map_err(|e| {
+                        ProviderCallError::Transport(format!("cannot read the spooled part: {e}"))
+                    })?;
+                    Ok(http
+                        .put(&url)
+                        .bearer_auth(token.expose())
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_RANGE, range.clone())
+                        .header("Digest", digest.clone())
+                        .body(body))
+                })
+                .await?;
+            let status = response.status().as_u16();
+            let body = read_body(response).await?;
+            if status != 200 && status != 201 {
+                return Err(status_error(status, &body).into());
+            }
+            let part = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("part").cloned())
+                .ok_or_else(|| {
+                    ProviderCallError::BadAnswer("an uploaded part without its record".into())
+                })?;
+            parts.push(part);
+            offset += spool.len;
+        }
+        let digest = format!("sha={}", STANDARD.encode(whole.0.finish().as_ref()));
+        let attributes = if new_version {
+            json!({"name": name})
+        } else {
+            json!({"name": name, "parent": {"id": parent_id}})
+        };
+        let commit = json!({"parts": parts, "attributes": attributes});
+        let commit_url = format!("{url}/commit");
+        for _ in 0..MAX_PROCESSING_WAITS {
+            let response = self
+                .caller
+                .send(|http, token| {
+                    Ok(http
+                        .post(&commit_url)
+                        .bearer_auth(token.expose())
+                        .header("Digest", digest.clone())
+                        .json(&commit))
+                })
+                .await?;
+            let status = response.status().as_u16();
+            let wait = processing_wait(&response);
+            let body = read_body(response).await?;
+            match status {
+                200 | 201 => return first_entry(&body),
+                // Parts still being processed: commit again after Retry-After.
+                202 => tokio::time::sleep(wait).await,
+                400 if box_code(&body).as_deref() == Some("parts_mismatch") => {
+                    tokio::time::sleep(wait).await
+                }
+                _ => return Err(status_error(status, &body).into()),
+            }
+        }
+        Err(ProviderCallError::BadAnswer("Box kept answering 202 to the commit".into()).into())
+    }
+
+    async fn abort_session(&self, sid: &str) {
+        let url = format!("{}/files/upload_sessions/{sid}", self.upload);
+        match self
+            .caller
+            .send(|http, token| Ok(http.delete(&url).bearer_auth(token.expose())))
+            .await
+        {
+            Ok(r) if r.status().is_success() => tracing::info!("aborted a Box upload session"),
+            Ok(r) => tracing::warn!(
+                status = r.status().as_u16(),
+                "Box refused to abort an upload session"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot abort a Box upload session"),
+        }
+    }
+}
+
+/// How long a 202 asks us to wait.
+fn processing_wait(response: &reqwest::Response) -> Duration {
+    response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1))
+        .min(MAX_PROCESSING_WAIT)
+}
+
+/// The file of an upload answer `{"total_count":1,"entries":[file]}`.
+fn first_entry(body: &[u8]) -> Result<Value, TransferError> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/entries/0").cloned())
+        .ok_or_else(|| {
+            ProviderCallError::BadAnswer("an upload answer without the file".into()).into()
+        })
+}
+
+#[async_trait::async_trait]
+impl FileApi for BoxFiles {
+    async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>, TransferError> {
+        let item = self.resolve(path).await?;
+        if item.kind != EntryKind::Folder {
+            return Err(TransferError::Conflict(format!(
+                "`{}` is a file, not a folder",
+                path.client_path()
+            )));
+        }
+        match self.list_folder(&item.id).await {
+            Err(TransferError::NotFound(_)) => {
+                self.cache.forget(&cache_key(path));
+                Err(TransferError::NotFound(path.client_path()))
+            }
+            other => other,
+        }
+    }
+
+    async fn mkdir(&self, path: &RemotePath) -> Result<(String, bool), TransferError> {
+        let Some(parent) = path.parent_in_account() else {
+            return Ok((ROOT_ID.into(), false));
+        };
+        if let Some(item) = self.lookup(path).await? {
+            return match item.kind {
+                EntryKind::Folder => Ok((item.id, false)),
+                _ => Err(TransferError::Conflict(format!(
+                    "`{}` is a file",
+                    path.client_path()
+                ))),
+            };
+        }
+        let (parent_id, _) = Box::pin(self.mkdir(&parent)).await?;
+        let name = path.segments().last().cloned().unwrap_or_default();
+        let (item, created) = self.create_folder(&parent_id, &name).await?;
+        let id = item.id.clone();
+        self.cache.put(cache_key(path), item);
+        Ok((id, created))
+    }
+
+    async fn delete(&self, path: &RemotePath, recursive: bool) -> Result<(), TransferError> {
+        let item = self.resolve(path).await?;
+        let result = self.delete_item(&item, recursive).await;
+        if !matches!(result, Err(TransferError::Conflict(_))) {
+            self.cache.forget(&cache_key(path));
+        }
+        match result {
+            Err(TransferError::NotFound(_)) => Err(TransferError::NotFound(path.client_path())),
+            other => other,
+        }
+    }
+
+    async fn download(&self, path: &RemotePath) -> Result<Download, TransferError> {
+        let item = self.resolve(path).await?;
+        if item.kind != EntryKind::File {
+            return Err(TransferError::Conflict(format!(
+                "`{}` is not a file",
+                path.client_path()
+            )));
+        }
+        let url = format!("{}/files/{}/content", self.api, item.id);
+        for _ in 0..MAX_PROCESSING_WAITS {
+            let response = self
+                .caller
+                .send(|http, token| Ok(http.get(&url).bearer_auth(token.expose())))
+                .await?;
+            let status = response.status().as_u16();
+            match status {
+                // The content lives elsewhere; the short-lived URL needs no token.
+                301 | 302 | 303 | 307 => {
+                    let location = response
+                        .headers()
+                        .get(LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            ProviderCallError::BadAnswer("a redirect without a Location".into())
+                        })?;
+                    let content = self
+                        .caller
+                        .http
+                        .get(&location)
+                        .send()
+                        .await
+                        .map_err(|e| ProviderCallError::from_reqwest(&e))?;
+                    if !content.status().is_success() {
+                        let s = content.status().as_u16();
+                        return Err(
+                            status_error(s, &read_body(content).await.unwrap_or_default()).into(),
+                        );
+                    }
+                    return Ok(Download {
+                        size: content.content_length(),
+                        hash: item.sha1.clone(),
+                        response: content,
+                    });
+                }
+                200 => {
+                    return Ok(Download {
+                        size: response.content_length(),
+                        hash: item.sha1.clone(),
+                        response,
+                    })
+                }
+                202 => tokio::time::sleep(processing_wait(&response)).await,
+                404 => {
+                    self.cache.forget(&cache_key(path));
+                    return Err(TransferError::NotFound(path.client_path()));
+                }
+                _ => {
+                    let body = read_body(response).await.unwrap_or_default();
+                    return Err(status_error(status, &body).into());
+                }
+            }
+        }
+        Err(ProviderCallError::BadAnswer("Box kept answering 202 to the download".into()).into())
+    }
+
+    async fn upload(
+        &self,
+        path: &RemotePath,
+        mut incoming: Incoming,
+        spool_dir: &Path,
+    ) -> Result<(Entry, bool), TransferError> {
+        let (Some(parent), Some(name)) =
+            (path.parent_in_account(), path.segments().last().cloned())
+        else {
+            return Err(TransferError::Refused(
+                "cannot upload over the account's root folder".into(),
+            ));
+        };
+        let (parent_id, _) = self.mkdir(&parent).await?;
+        let existing = self.lookup(path).await?;
+        if existing.as_ref().is_some_and(|i| i.kind != EntryKind::File) {
+            return Err(TransferError::Conflict(format!(
+                "`{}` is a folder",
+                path.client_path()
+            )));
+        }
+        let total = incoming.total;
+        let (file, replaced) = if total > self.upload_cutoff && total >= MIN_CHUNKED_SIZE {
+            self.chunked_upload(
+                &parent_id,
+                &name,
+                existing.as_ref(),
+                &mut incoming,
+                spool_dir,
+            )
+            .await?
+        } else {
+            let spool =
+                Spool::fill(spool_dir, &mut incoming, total, &mut Sha1Observer::new()).await?;
+            self.simple_upload(&parent_id, &name, existing.as_ref(), &spool)
+                .await?
+        };
+        let entry = entry(&file)
+            .ok_or_else(|| ProviderCallError::BadAnswer("an uploaded file without an id".into()))?;
+        self.cache.put(
+            cache_key(path),
+            Item {
+                id: entry.id.clone(),
+                kind: EntryKind::File,
+                sha1: entry.hash.clone(),
+            },
+        );
+        Ok((entry, replaced))
+    }
 }

@@ -5,14 +5,32 @@
 //! Invariant: no error here quotes a response body or a token.
 
 mod box_;
+pub mod call;
 mod dropbox;
 mod google;
 mod onedrive;
 
+pub use box_::{BoxCache, BoxFiles};
+pub use dropbox::{dropbox_arg, DropboxFiles};
+
+/// Dropbox's default upload chunk (rclone's).
+pub fn dropbox_default_chunk() -> u64 {
+    dropbox::DEFAULT_CHUNK
+}
+
+/// The most one Dropbox upload request may carry.
+pub fn dropbox_max_chunk() -> u64 {
+    dropbox::MAX_CHUNK
+}
+
 use crate::http::HttpClient;
 use crate::record::Record;
-use shared::api::WhoAmI;
+use crate::transfer::path::RemotePath;
+use crate::transfer::spool::Incoming;
+use crate::transfer::TransferError;
+use shared::api::{Entry, WhoAmI};
 use shared::{Provider, ProviderKind, Secret};
+use std::path::Path;
 
 /// The largest who-am-I or revoke answer we read.
 pub const MAX_SMALL_RESPONSE: usize = 1024 * 1024;
@@ -31,6 +49,13 @@ pub enum ProviderCallError {
     BadAnswer(String),
     #[error("{0}")]
     Unsupported(String),
+    /// The vault has no usable token for the connection (needs-reauth, backing off…).
+    #[error("{message}")]
+    Token {
+        status: u16,
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl ProviderCallError {
@@ -47,6 +72,48 @@ fn api_base(provider: &Provider) -> Result<&str, ProviderCallError> {
             provider.kind
         ))
     })
+}
+
+/// A download in progress: the provider's streaming answer.
+pub struct Download {
+    pub size: Option<u64>,
+    /// Box SHA-1 hex, Dropbox `content_hash`.
+    pub hash: Option<String>,
+    pub response: reqwest::Response,
+}
+
+/// File operations on one connection's account. Paths are already checked
+/// and joined with the connection's root.
+#[async_trait::async_trait]
+pub trait FileApi: Send + Sync {
+    async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>, TransferError>;
+    /// Creates the folder and any missing parents; `(id, created)`.
+    async fn mkdir(&self, path: &RemotePath) -> Result<(String, bool), TransferError>;
+    async fn delete(&self, path: &RemotePath, recursive: bool) -> Result<(), TransferError>;
+    async fn download(&self, path: &RemotePath) -> Result<Download, TransferError>;
+    /// Stores `incoming` at `path` (a new version if a file is there);
+    /// `(entry, replaced)`.
+    async fn upload(
+        &self,
+        path: &RemotePath,
+        incoming: Incoming,
+        spool_dir: &Path,
+    ) -> Result<(Entry, bool), TransferError>;
+}
+
+/// Reads a bounded answer body; a failure to read is a transport error.
+pub(crate) async fn read_body(response: reqwest::Response) -> Result<Vec<u8>, ProviderCallError> {
+    crate::http::read_limited(response, MAX_SMALL_RESPONSE)
+        .await
+        .map_err(ProviderCallError::BadAnswer)
+}
+
+/// A provider error status with its safe summary.
+pub(crate) fn status_error(status: u16, body: &[u8]) -> ProviderCallError {
+    ProviderCallError::Status {
+        status,
+        detail: error_summary(body),
+    }
 }
 
 /// Reads a JSON answer, mapping 401 and other failures.

@@ -171,6 +171,7 @@ pub(crate) mod test_support {
                 lifetime_secs: Some(3600),
             },
             root: Some("/backups".into()),
+            transfer: Default::default(),
             allow_uids: vec![1000],
             allow_gids: vec![],
             needs_reauth: None,

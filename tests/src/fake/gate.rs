@@ -1,0 +1,91 @@
+//! The gate every API, upload, content and download request goes through
+//! (everything but `/oauth2/…`): it counts the request and, if a queued
+//! [`ApiFault`] matches the request's path, answers with that fault before
+//! anything else is looked at.
+
+use axum::extract::{Request, State as AxumState};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::api::{box_unauthorized, dropbox_auth_error};
+use super::storage::reject;
+use super::{lock, AccessCheck, ApiFault, Shared, Style};
+
+pub(super) async fn gate(
+    AxumState(shared): AxumState<Shared>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    if path.starts_with("/oauth2/") {
+        return next.run(request).await;
+    }
+    let (style, fault, request_id) = {
+        let mut st = lock(&shared);
+        st.counters.api_requests += 1;
+        let fault = st.files.take_fault(&path);
+        if fault.is_some() {
+            st.counters.api_faults += 1;
+        }
+        let request_id = st.files.request_id();
+        (st.style, fault, request_id)
+    };
+    match fault {
+        Some(fault) => {
+            reject(
+                request.into_body(),
+                fault_response(style, fault, &request_id),
+            )
+            .await
+        }
+        None => next.run(request).await,
+    }
+}
+
+/// The provider's real answer for an injected fault.
+fn fault_response(style: Style, fault: ApiFault, request_id: &str) -> Response {
+    match fault {
+        ApiFault::ServerError => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><head><title>500 Internal Server Error</title></head>\
+             <body><h1>Internal Server Error</h1></body></html>\n",
+        )
+            .into_response(),
+        ApiFault::Unauthorized => match style {
+            Style::Box => box_unauthorized(true),
+            Style::Dropbox => dropbox_auth_error(&AccessCheck::Expired),
+        },
+        ApiFault::TooManyRequests { retry_after_secs } => {
+            let body = match style {
+                Style::Box => json!({
+                    "type": "error",
+                    "status": 429,
+                    "code": "rate_limit_exceeded",
+                    "message": "Request rate limit exceeded, please try again later",
+                    "context_info": null,
+                    "help_url": "http://developers.box.com/docs/#errors",
+                    "request_id": request_id,
+                }),
+                Style::Dropbox => json!({
+                    "error_summary": "too_many_requests/..",
+                    "error": {
+                        "reason": {".tag": "too_many_requests"},
+                        "retry_after": retry_after_secs,
+                    },
+                }),
+            };
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [
+                    (header::RETRY_AFTER, retry_after_secs.to_string()),
+                    (header::CONTENT_TYPE, "application/json".to_owned()),
+                ],
+                body.to_string(),
+            )
+                .into_response()
+        }
+    }
+}

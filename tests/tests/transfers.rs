@@ -1,0 +1,339 @@
+//! End-to-end transfers through the `token-vault` CLI and daemon against
+//! the fake Box and Dropbox file APIs.
+
+use ring::digest;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tests::fake::{ApiFault, FakeProvider, Style};
+use tests::vault_harness::{blob, http, Vault, CLIENT_ID, CLIENT_SECRET};
+
+const STYLES: [(Style, &str); 2] = [(Style::Box, "box"), (Style::Dropbox, "dbx")];
+/// Above Box's 50 MiB cutoff and Dropbox's 48 MiB chunk: the chunked paths.
+const BIG: usize = 60 * 1000 * 1000;
+
+fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A fake provider and a vault with connection `name` imported for it.
+fn setup(style: Style, name: &str, extra: &[&str]) -> (FakeProvider, Vault) {
+    let fake = FakeProvider::start(style);
+    fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
+    let vault = Vault::start(&[]);
+    let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
+    let out = vault.import(name, &fake, &blob(&at, Some(&rt), 3600), extra);
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (fake, vault)
+}
+
+fn ok(vault: &Vault, args: &[&str]) -> String {
+    let out = vault.cli(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}\n--- daemon log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        vault.log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(vault: &Vault, args: &[&str]) -> String {
+    let out = vault.cli(args);
+    assert!(!out.status.success(), "{args:?} should have failed");
+    assert!(out.stdout.is_empty(), "stdout must carry only results");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), written to a file.
+fn make_file(dir: &Path, name: &str, len: usize) -> PathBuf {
+    let path = dir.join(name);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len as u64;
+    let mut left = len;
+    let mut buf = vec![0u8; 1 << 16];
+    while left > 0 {
+        for b in buf.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let n = left.min(buf.len());
+        f.write_all(&buf[..n]).expect("write");
+        left -= n;
+    }
+    f.flush().expect("flush");
+    path
+}
+
+fn sha256_file(path: &Path) -> String {
+    let bytes = std::fs::read(path).expect("read");
+    hex(digest::digest(&digest::SHA256, &bytes).as_ref())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn mkdir_put_get_ls_rm_on_both_providers() {
+    for (style, name) in STYLES {
+        let (fake, vault) = setup(style, name, &[]);
+        let work = tempfile::tempdir().expect("tempdir");
+        // mkdir -p, twice (the second finds it there).
+        ok(&vault, &["mkdir", &format!("{name}:/a/b/c")]);
+        ok(&vault, &["mkdir", &format!("{name}:/a/b/c")]);
+        assert!(
+            fake.paths()
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case("/a/b/c/")),
+            "{:?}",
+            fake.paths()
+        );
+        // A small file and a big (chunked) one, byte for byte.
+        for (file, len) in [("small.bin", 1234usize), ("big.bin", BIG)] {
+            let local = make_file(work.path(), file, len);
+            ok(&vault, &["put", s(&local), &format!("{name}:/a/b/{file}")]);
+            assert_eq!(
+                fake.file_sha256(&format!("/a/b/{file}")),
+                Some(sha256_file(&local)),
+                "{name} {file}"
+            );
+            let back = work.path().join(format!("back-{file}"));
+            ok(&vault, &["get", &format!("{name}:/a/b/{file}"), s(&back)]);
+            assert_eq!(
+                sha256_file(&back),
+                sha256_file(&local),
+                "{name} {file} round trip"
+            );
+        }
+        // ls --json describes both files.
+        let listing: serde_json::Value =
+            serde_json::from_str(&ok(&vault, &["ls", &format!("{name}:/a/b"), "--json"]))
+                .expect("ls json");
+        let entries = listing.as_array().expect("entries array");
+        let big = entries
+            .iter()
+            .find(|e| e["name"] == "big.bin")
+            .expect("big.bin listed");
+        assert_eq!(big["type"], "file");
+        assert_eq!(big["size"], BIG as u64);
+        assert!(
+            big["id"].as_str().is_some_and(|i| !i.is_empty()) && big["hash"].is_string(),
+            "{big}"
+        );
+        assert!(entries
+            .iter()
+            .any(|e| e["name"] == "c" && e["type"] == "folder"));
+        // rm a file; a non-empty folder needs --recursive.
+        ok(&vault, &["rm", &format!("{name}:/a/b/small.bin")]);
+        assert_eq!(fake.file_sha256("/a/b/small.bin"), None);
+        let err = fails(&vault, &["rm", &format!("{name}:/a")]);
+        assert!(err.contains("recursive"), "{err}");
+        ok(&vault, &["rm", &format!("{name}:/a"), "--recursive"]);
+        assert!(
+            fake.paths()
+                .iter()
+                .all(|p| !p.to_lowercase().starts_with("/a/")),
+            "{:?}",
+            fake.paths()
+        );
+        assert_eq!(fake.open_upload_sessions(), 0);
+        vault.assert_no_secrets(&fake);
+    }
+}
+
+#[test]
+fn ls_follows_pagination() {
+    for (style, name) in STYLES {
+        let (fake, vault) = setup(style, name, &[]);
+        for i in 0..7 {
+            fake.put_file(&format!("/many/f{i}.txt"), format!("file {i}").as_bytes());
+        }
+        fake.set_page_size(3);
+        let listing: serde_json::Value =
+            serde_json::from_str(&ok(&vault, &["ls", &format!("{name}:/many"), "--json"]))
+                .expect("ls json");
+        let mut names: Vec<String> = listing
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|e| e["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            (0..7).map(|i| format!("f{i}.txt")).collect::<Vec<_>>(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn overwriting_makes_a_new_version_or_overwrites() {
+    for (style, name) in STYLES {
+        let (fake, vault) = setup(style, name, &[]);
+        let work = tempfile::tempdir().expect("tempdir");
+        let one = make_file(work.path(), "one", 1000);
+        let two = make_file(work.path(), "two", 2000);
+        ok(&vault, &["put", s(&one), &format!("{name}:/doc.bin")]);
+        ok(&vault, &["put", s(&two), &format!("{name}:/doc.bin")]);
+        assert_eq!(fake.file_sha256("/doc.bin"), Some(sha256_file(&two)));
+        assert_eq!(
+            fake.paths()
+                .iter()
+                .filter(|p| p.to_lowercase().contains("doc"))
+                .count(),
+            1,
+            "{:?}",
+            fake.paths()
+        );
+        if style == Style::Box {
+            assert_eq!(fake.box_versions("/doc.bin"), Some(2));
+        }
+    }
+}
+
+#[test]
+fn names_with_spaces_accents_and_emoji() {
+    for (style, name) in STYLES {
+        let (fake, vault) = setup(style, name, &[]);
+        let work = tempfile::tempdir().expect("tempdir");
+        let local = make_file(work.path(), "x", 4321);
+        let remote = "/Dossier été/naïve file 😀 日本.txt";
+        ok(&vault, &["put", s(&local), &format!("{name}:{remote}")]);
+        assert_eq!(
+            fake.file_sha256(remote),
+            Some(sha256_file(&local)),
+            "{name}"
+        );
+        let listing = ok(&vault, &["ls", &format!("{name}:/Dossier été")]);
+        assert!(listing.contains("naïve file 😀 日本.txt"), "{listing}");
+        let back = work.path().join("back");
+        ok(&vault, &["get", &format!("{name}:{remote}"), s(&back)]);
+        assert_eq!(sha256_file(&back), sha256_file(&local));
+    }
+}
+
+#[test]
+fn rate_limits_and_expired_tokens_mid_upload_are_survived() {
+    for (style, name, part_path) in [
+        (Style::Box, "box", "upload_sessions/"),
+        (Style::Dropbox, "dbx", "append_v2"),
+    ] {
+        let (fake, vault) = setup(style, name, &[]);
+        let work = tempfile::tempdir().expect("tempdir");
+        let local = make_file(work.path(), "big", BIG);
+        fake.inject_api_fault(
+            part_path,
+            ApiFault::TooManyRequests {
+                retry_after_secs: 1,
+            },
+        );
+        fake.inject_api_fault(part_path, ApiFault::Unauthorized);
+        let refreshes_before = fake.counters().refreshes;
+        ok(&vault, &["put", s(&local), &format!("{name}:/big.bin")]);
+        assert_eq!(
+            fake.file_sha256("/big.bin"),
+            Some(sha256_file(&local)),
+            "{name}"
+        );
+        assert!(
+            fake.counters().refreshes > refreshes_before,
+            "{name}: the 401 did not cause a refresh"
+        );
+        assert_eq!(fake.open_upload_sessions(), 0);
+        vault.assert_no_secrets(&fake);
+    }
+}
+
+#[test]
+fn the_root_folder_cannot_be_escaped() {
+    for (style, name) in STYLES {
+        let (fake, vault) = setup(style, name, &["--root", "/jail"]);
+        fake.put_file("/secret.txt", b"outside the root");
+        fake.put_file("/jail/inside.txt", b"inside");
+        let listing = ok(&vault, &["ls", &format!("{name}:/")]);
+        assert!(
+            listing.contains("inside.txt") && !listing.contains("secret.txt"),
+            "{listing}"
+        );
+        for bad in [
+            "/../secret.txt",
+            "/./inside.txt",
+            "..",
+            "/a/../../secret.txt",
+            "\\..\\secret.txt",
+        ] {
+            let err = fails(&vault, &["get", &format!("{name}:{bad}"), "-"]);
+            assert!(err.contains("path"), "{bad}: {err}");
+        }
+        for query in [
+            "%2F..%2Fsecret.txt",
+            "%2Fa%00b",
+            "%FF%FE",
+            "..%5Csecret.txt",
+        ] {
+            let (status, body) = http(
+                &vault.socket,
+                "GET",
+                &format!("/v1/connections/{name}/content?path={query}"),
+                None,
+            )
+            .expect("http");
+            assert_eq!(status, 400, "{query}: {}", String::from_utf8_lossy(&body));
+        }
+        let err = fails(&vault, &["rm", &format!("{name}:/"), "--recursive"]);
+        assert!(err.contains("root"), "{err}");
+        assert!(fake.file_sha256("/secret.txt").is_some());
+    }
+}
+
+#[test]
+fn a_client_that_disconnects_mid_upload_leaves_nothing() {
+    use std::os::unix::net::UnixStream;
+    for (style, name) in STYLES {
+        let (fake, vault) = setup(style, name, &[]);
+        let mut stream = UnixStream::connect(&vault.socket).expect("connect");
+        let head = format!(
+            "PUT /v1/connections/{name}/content?path=/partial.bin HTTP/1.1\r\nHost: vault\r\nContent-Length: {BIG}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).expect("head");
+        let chunk = vec![7u8; 1 << 20];
+        // Half the file, then the client is gone.
+        for _ in 0..(BIG / 2) / chunk.len() {
+            stream.write_all(&chunk).expect("body");
+        }
+        if style == Style::Box {
+            eventually(20, "a Box upload session to open", || {
+                fake.open_upload_sessions() > 0
+            });
+        }
+        drop(stream);
+        eventually(20, "the upload session to be abandoned", || {
+            fake.open_upload_sessions() == 0 || style == Style::Dropbox
+        });
+        // Nothing committed, and the daemon is fine.
+        assert_eq!(fake.file_sha256("/partial.bin"), None);
+        assert!(
+            !fake.paths().iter().any(|p| p.contains("partial")),
+            "{:?}",
+            fake.paths()
+        );
+        let listing = ok(&vault, &["ls", &format!("{name}:/")]);
+        assert!(!listing.contains("partial"));
+    }
+}

@@ -1,0 +1,179 @@
+//! The transfer routes: list, download, upload, create folder, delete.
+//! Each checks the caller against the connection's ACL, then hands the
+//! path (unchecked here: `files` checks it) to the file service.
+
+use super::error::ApiError;
+use super::peer::Peer;
+use super::routes::check_use;
+use super::AppState;
+use crate::providers::ProviderCallError;
+use crate::transfer::TransferError;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::TryStreamExt;
+use shared::api::HASH_HEADER;
+
+type Caller = ConnectInfo<Peer>;
+
+impl From<TransferError> for ApiError {
+    fn from(e: TransferError) -> Self {
+        let (status, code) = match &e {
+            TransferError::BadPath(_)
+            | TransferError::BodyBrokeOff { .. }
+            | TransferError::Refused(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            TransferError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            TransferError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            TransferError::LengthRequired => (StatusCode::LENGTH_REQUIRED, "length_required"),
+            TransferError::Spool(..) => (StatusCode::INTERNAL_SERVER_ERROR, "spool_error"),
+            TransferError::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
+            TransferError::Provider(ProviderCallError::Token { status, code, .. }) => (
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                *code,
+            ),
+            TransferError::Provider(_) | TransferError::Integrity(_) => {
+                (StatusCode::BAD_GATEWAY, "provider_error")
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// The query parameters of a transfer route, strictly decoded: a value
+/// that is not UTF-8 after percent-decoding is refused, never replaced.
+struct TransferQuery {
+    path: String,
+    recursive: bool,
+}
+
+fn parse_query(raw: Option<String>) -> Result<TransferQuery, ApiError> {
+    let raw = raw.unwrap_or_default();
+    let mut path = None;
+    let mut recursive = false;
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = value.replace('+', " ");
+        let value = percent_encoding::percent_decode_str(&value)
+            .decode_utf8()
+            .map_err(|_| {
+                ApiError::bad_request(format!("query parameter `{key}` is not valid UTF-8"))
+            })?;
+        match key {
+            "path" => path = Some(value.into_owned()),
+            "recursive" => recursive = matches!(value.as_ref(), "true" | "1" | "yes"),
+            _ => {}
+        }
+    }
+    let path = path.ok_or_else(|| {
+        ApiError::bad_request("the `path` query parameter is required, e.g. ?path=/folder/file")
+    })?;
+    Ok(TransferQuery { path, recursive })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Caller,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    check_use(&state, &peer, &name)?;
+    let q = parse_query(raw)?;
+    Ok(Json(state.files.list(&name, &q.path).await?).into_response())
+}
+
+pub async fn mkdir(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Caller,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    check_use(&state, &peer, &name)?;
+    let q = parse_query(raw)?;
+    let result = state.files.mkdir(&name, &q.path).await?;
+    let status = if result.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(result)).into_response())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Caller,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    check_use(&state, &peer, &name)?;
+    let q = parse_query(raw)?;
+    Ok(Json(state.files.delete(&name, &q.path, q.recursive).await?).into_response())
+}
+
+pub async fn download(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Caller,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    check_use(&state, &peer, &name)?;
+    let q = parse_query(raw)?;
+    let download = state.files.download(&name, &q.path).await?;
+    let stream = download
+        .response
+        .bytes_stream()
+        .map_err(std::io::Error::other);
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(len) = download.size {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    if let Some(hash) = download.hash.and_then(|h| HeaderValue::from_str(&h).ok()) {
+        headers.insert(HASH_HEADER, hash);
+    }
+    Ok(response)
+}
+
+pub async fn upload(
+    State(state): State<AppState>,
+    ConnectInfo(peer): Caller,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_use(&state, &peer, &name)?;
+    let q = parse_query(raw)?;
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or(TransferError::LengthRequired)?;
+    let result = state.files.upload(&name, &q.path, body, len).await?;
+    let status = if result.replaced {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(result)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_decode_strictly() {
+        let q = parse_query(Some("path=%2Fa%20b%2F%C3%A9&recursive=true".into())).unwrap();
+        assert_eq!(q.path, "/a b/é");
+        assert!(q.recursive);
+        assert!(parse_query(Some("path=%FF%FE".into())).is_err());
+        assert!(parse_query(Some("recursive=true".into())).is_err());
+        assert_eq!(parse_query(Some("path=a+b".into())).unwrap().path, "a b");
+    }
+}

@@ -1,0 +1,271 @@
+//! Moving an upload from the client to the provider a part at a time.
+//!
+//! Invariant: at most one part of an upload is held by the vault, and it is
+//! held on disk (an unnamed temp file, gone on close or crash), not in
+//! memory; a part is only sent once it has fully arrived, so a client that
+//! disconnects mid-part never causes a partial part to reach the provider.
+
+use super::TransferError;
+use axum::body::{Body, BodyDataStream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use ring::digest;
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// The client's upload body, read with an exact byte count.
+pub struct Incoming {
+    stream: BodyDataStream,
+    pending: Bytes,
+    /// What the client declared (Content-Length).
+    pub total: u64,
+    pub received: u64,
+}
+
+impl Incoming {
+    pub fn new(body: Body, total: u64) -> Incoming {
+        Incoming {
+            stream: body.into_data_stream(),
+            pending: Bytes::new(),
+            total,
+            received: 0,
+        }
+    }
+
+    /// The next piece of at most `max` bytes; `None` once `total` bytes came.
+    async fn next_piece(&mut self, max: usize) -> Result<Option<Bytes>, TransferError> {
+        if self.received >= self.total {
+            return Ok(None);
+        }
+        if self.pending.is_empty() {
+            match self.stream.next().await {
+                Some(Ok(chunk)) => self.pending = chunk,
+                Some(Err(_)) | None => {
+                    return Err(TransferError::BodyBrokeOff {
+                        received: self.received,
+                        declared: self.total,
+                    })
+                }
+            }
+        }
+        let left = (self.total - self.received) as usize;
+        let take = self.pending.len().min(max).min(left);
+        let piece = self.pending.split_to(take);
+        self.received += take as u64;
+        Ok(Some(piece))
+    }
+}
+
+/// One part of an upload, on disk.
+pub struct Spool {
+    file: std::fs::File,
+    pub len: u64,
+    /// SHA-1 of the part (Box's `Digest`).
+    pub sha1: digest::Digest,
+}
+
+/// Hashes every byte that passes, for whole-file digests.
+pub trait Observer {
+    fn observe(&mut self, bytes: &[u8]);
+}
+
+impl Spool {
+    /// Reads the next `part_len` bytes (fewer at the end) of `incoming` into
+    /// a temp file in `dir`, feeding each byte to `observer`.
+    pub async fn fill(
+        dir: &Path,
+        incoming: &mut Incoming,
+        part_len: u64,
+        observer: &mut (dyn Observer + Send),
+    ) -> Result<Spool, TransferError> {
+        let std_file =
+            tempfile::tempfile_in(dir).map_err(|e| TransferError::Spool(dir.to_path_buf(), e))?;
+        let writer_handle = std_file
+            .try_clone()
+            .map_err(|e| TransferError::Spool(dir.to_path_buf(), e))?;
+        let mut writer = tokio::fs::File::from_std(writer_handle);
+        let mut sha1 = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
+        let mut len = 0u64;
+        while len < part_len {
+            let max = (part_len - len).min(1 << 20) as usize;
+            let Some(piece) = incoming.next_piece(max).await? else {
+                break;
+            };
+            sha1.update(&piece);
+            observer.observe(&piece);
+            writer
+                .write_all(&piece)
+                .await
+                .map_err(|e| TransferError::Spool(dir.to_path_buf(), e))?;
+            len += piece.len() as u64;
+        }
+        writer
+            .flush()
+            .await
+            .map_err(|e| TransferError::Spool(dir.to_path_buf(), e))?;
+        Ok(Spool {
+            file: std_file,
+            len,
+            sha1: sha1.finish(),
+        })
+    }
+
+    /// The part from `offset` on, as a fresh request body (one per attempt).
+    pub fn body_from(&self, offset: u64) -> Result<reqwest::Body, std::io::Error> {
+        let mut handle = self.file.try_clone()?;
+        handle.seek(SeekFrom::Start(offset))?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(
+            tokio::fs::File::from_std(handle),
+            256 * 1024,
+        );
+        Ok(reqwest::Body::wrap_stream(stream))
+    }
+}
+
+/// Where spooled parts go: `<state>/spool`, private.
+pub fn spool_dir(state_dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = state_dir.join("spool");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    Ok(dir)
+}
+
+/// SHA-1 of a whole file, for Box's commit `Digest`.
+pub struct Sha1Observer(pub digest::Context);
+
+impl Sha1Observer {
+    pub fn new() -> Self {
+        Sha1Observer(digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY))
+    }
+}
+
+impl Default for Sha1Observer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Observer for Sha1Observer {
+    fn observe(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// Dropbox's `content_hash`: SHA-256 over the SHA-256 digests of each
+/// 4 MiB block.
+pub struct DropboxHasher {
+    overall: digest::Context,
+    block: digest::Context,
+    block_len: usize,
+}
+
+/// Dropbox's content-hash block size.
+const DROPBOX_BLOCK: usize = 4 * 1024 * 1024;
+
+impl DropboxHasher {
+    pub fn new() -> Self {
+        DropboxHasher {
+            overall: digest::Context::new(&digest::SHA256),
+            block: digest::Context::new(&digest::SHA256),
+            block_len: 0,
+        }
+    }
+
+    pub fn finish(mut self) -> String {
+        if self.block_len > 0 {
+            self.overall.update(self.block.finish().as_ref());
+        }
+        hex(self.overall.finish().as_ref())
+    }
+}
+
+impl Default for DropboxHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Observer for DropboxHasher {
+    fn observe(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let take = (DROPBOX_BLOCK - self.block_len).min(bytes.len());
+            self.block.update(&bytes[..take]);
+            self.block_len += take;
+            bytes = &bytes[take..];
+            if self.block_len == DROPBOX_BLOCK {
+                let full =
+                    std::mem::replace(&mut self.block, digest::Context::new(&digest::SHA256));
+                self.overall.update(full.finish().as_ref());
+                self.block_len = 0;
+            }
+        }
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropbox_hash_of_known_inputs() {
+        // Empty: SHA-256 of nothing.
+        assert_eq!(
+            DropboxHasher::new().finish(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        // 5 MiB in odd pieces equals the definition computed directly.
+        let data: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let mut h = DropboxHasher::new();
+        for piece in data.chunks(777_777) {
+            h.observe(piece);
+        }
+        let mut concat = Vec::new();
+        for block in data.chunks(DROPBOX_BLOCK) {
+            concat.extend_from_slice(digest::digest(&digest::SHA256, block).as_ref());
+        }
+        assert_eq!(
+            h.finish(),
+            hex(digest::digest(&digest::SHA256, &concat).as_ref())
+        );
+    }
+
+    #[tokio::test]
+    async fn spools_parts_and_detects_a_short_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 7) as u8).collect();
+        let mut incoming = Incoming::new(Body::from(data.clone()), data.len() as u64);
+        let mut whole = Sha1Observer::new();
+        let a = Spool::fill(dir.path(), &mut incoming, 4096, &mut whole)
+            .await
+            .unwrap();
+        let b = Spool::fill(dir.path(), &mut incoming, 4096, &mut whole)
+            .await
+            .unwrap();
+        let c = Spool::fill(dir.path(), &mut incoming, 4096, &mut whole)
+            .await
+            .unwrap();
+        assert_eq!((a.len, b.len, c.len), (4096, 4096, 10_000 - 8192));
+        assert_eq!(
+            a.sha1.as_ref(),
+            digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &data[..4096]).as_ref()
+        );
+        assert_eq!(
+            whole.0.finish().as_ref(),
+            digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &data).as_ref()
+        );
+        // Nothing is left in the spool directory: the files have no names.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // A body shorter than declared is an error, not a short part.
+        let mut short = Incoming::new(Body::from(vec![1u8; 100]), 200);
+        let err = Spool::fill(dir.path(), &mut short, 4096, &mut Sha1Observer::new()).await;
+        assert!(matches!(err, Err(TransferError::BodyBrokeOff { .. })));
+    }
+}
