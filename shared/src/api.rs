@@ -107,6 +107,12 @@ pub struct ImportRequest {
     pub root: Option<String>,
     pub allow_uids: Option<Vec<u32>>,
     pub allow_gids: Option<Vec<u32>>,
+    /// Box: files above this many bytes use upload sessions.
+    #[serde(default)]
+    pub upload_cutoff: Option<u64>,
+    /// Dropbox: the upload chunk size in bytes (at most 150 MiB).
+    #[serde(default)]
+    pub chunk_size: Option<u64>,
     #[serde(default)]
     pub replace: bool,
 }
@@ -259,6 +265,8 @@ mod tests {
             root: None,
             allow_uids: None,
             allow_gids: None,
+            upload_cutoff: None,
+            chunk_size: None,
             replace: false,
         };
         let d = format!("{r:?}");

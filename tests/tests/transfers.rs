@@ -337,3 +337,27 @@ fn a_client_that_disconnects_mid_upload_leaves_nothing() {
         assert!(!listing.contains("partial"));
     }
 }
+
+#[test]
+fn a_failing_provider_is_reported_to_the_uploader() {
+    let (fake, vault) = setup(Style::Box, "box", &["--upload-cutoff", "21MB"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    // 25 MB: above this connection's cutoff, so an upload session.
+    let local = make_file(work.path(), "mid", 25_000_000);
+    for _ in 0..6 {
+        fake.inject_api_fault("upload_sessions/", ApiFault::ServerError);
+    }
+    let err = fails(&vault, &["put", s(&local), "box:/mid.bin"]);
+    assert!(
+        err.contains("HTTP 500"),
+        "the provider's failure must reach the client: {err}"
+    );
+    assert_eq!(fake.file_sha256("/mid.bin"), None);
+    eventually(10, "the failed session to be aborted", || {
+        fake.open_upload_sessions() == 0
+    });
+    // With the faults used up, the same upload goes through the session path.
+    ok(&vault, &["put", s(&local), "box:/mid.bin"]);
+    assert_eq!(fake.file_sha256("/mid.bin"), Some(sha256_file(&local)));
+    vault.assert_no_secrets(&fake);
+}

@@ -6,7 +6,7 @@
 //! replace is one atomic store write under the connection's refresh lock.
 
 use crate::connection::{Connection, Health};
-use crate::record::{Record, Tokens, RECORD_VERSION};
+use crate::record::{Record, Tokens, TransferSettings, RECORD_VERSION};
 use crate::refresh::{Engine, EngineError};
 use chrono::{Duration as ChronoDuration, Utc};
 use shared::api::{
@@ -80,6 +80,12 @@ impl Engine {
         warnings: &mut Vec<String>,
     ) -> Result<Record, EngineError> {
         let bad = |m: String| EngineError::BadRequest(m);
+        let (upload_cutoff, chunk_size) = (req.upload_cutoff, req.chunk_size);
+        if chunk_size.is_some_and(|c| c > crate::providers::dropbox_max_chunk()) {
+            return Err(bad(
+                "--chunk-size must be at most 150MiB: Dropbox refuses larger requests".into(),
+            ));
+        }
         let provider = req
             .provider
             .or(old.map(|o| o.provider))
@@ -156,7 +162,10 @@ impl Engine {
                 lifetime_secs,
             },
             root,
-            transfer: old.map(|o| o.transfer.clone()).unwrap_or_default(),
+            transfer: TransferSettings {
+                upload_cutoff: upload_cutoff.or(old.and_then(|o| o.transfer.upload_cutoff)),
+                chunk_size: chunk_size.or(old.and_then(|o| o.transfer.chunk_size)),
+            },
             allow_uids: req
                 .allow_uids
                 .filter(|v| !v.is_empty())

@@ -230,6 +230,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(usize))]
     pub max_concurrent_refreshes: usize,
 
+    /// How many provider requests (listing, parts, downloads) may be in flight per
+    /// connection; keeps one busy connection under the provider's rate limits.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(usize))]
+    pub max_requests_per_connection: usize,
+
     /// Refresh a connection at least this often even if its access token does not expire,
     /// so providers that expire idle refresh tokens keep them alive.
     #[arg(long, value_name = "DUR", default_value = "30days", value_parser = parse_duration)]
@@ -326,6 +331,15 @@ pub struct ImportArgs {
     /// Allow this gid to use the connection; repeatable.
     #[arg(long = "allow-gid", value_name = "N")]
     pub allow_gids: Vec<u32>,
+
+    /// Box: files larger than this go through chunked upload sessions (default 50MiB).
+    /// Sizes take K/M/G (powers of 1024) or KB/MB/GB suffixes.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub upload_cutoff: Option<u64>,
+
+    /// Dropbox: the upload chunk size for large files (default 48MiB, at most 150MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: Option<u64>,
 
     /// Replace an existing connection (e.g. after `needs-reauth`), keeping its provider,
     /// client, endpoints and ACL unless given again.
@@ -698,5 +712,45 @@ mod tests {
         assert!(parse(&["put", "box:/a"]).is_err());
         let err = parse(&["ls", "box"]).unwrap_err().to_string();
         assert!(err.contains("expected NAME:PATH"), "{err}");
+    }
+}
+
+/// A byte size: `1048576`, `64K`, `50MiB`, `48M`, `1G`, `20MB` (decimal).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 50MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit; use K, M, G (1024s) or KB, MB, GB"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("`{text}` is out of range"))
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("50MiB"), Ok(50 << 20));
+        assert_eq!(super::parse_size("48M"), Ok(48 << 20));
+        assert_eq!(super::parse_size("20MB"), Ok(20_000_000));
+        assert_eq!(super::parse_size("1024"), Ok(1024));
+        assert!(super::parse_size("0").is_err());
+        assert!(super::parse_size("5 parsecs").is_err());
     }
 }

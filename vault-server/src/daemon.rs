@@ -18,10 +18,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Provider requests in flight per connection: enough to overlap a listing
-/// with a transfer, few enough to stay under Box's per-user rate limits.
-const MAX_REQUESTS_PER_CONNECTION: usize = 4;
-
 /// How long shutdown waits for refreshes in flight: longer than one token
 /// call may take, so a rotated token in flight always reaches the disk.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(35);
@@ -98,7 +94,7 @@ async fn run(args: ServeArgs, socket_path: &Path) -> anyhow::Result<()> {
         )
     })?;
     let files = Arc::new(
-        crate::files::Files::new(engine.clone(), spool, MAX_REQUESTS_PER_CONNECTION)
+        crate::files::Files::new(engine.clone(), spool, args.max_requests_per_connection)
             .context("cannot build the transfer HTTP client")?,
     );
     let listener = socket::bind(socket_path)?;

@@ -26,6 +26,10 @@ pub const DEFAULT_BOX_CUTOFF: u64 = 50 * 1024 * 1024;
 /// How long a provider may stay silent mid-transfer before we give up.
 const TRANSFER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a failed upload, how much of the rest of the body is read and
+/// thrown away so the client can read the error, and for how long.
+const MAX_DRAIN: u64 = 256 * 1024 * 1024;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The engine as a provider call's token source, for one connection.
 struct EngineTokens {
@@ -227,9 +231,16 @@ impl Files {
                 "an upload needs a file name, not the root folder".into(),
             ));
         }
-        let (entry, replaced) = api
-            .upload(&path, Incoming::new(body, len), &self.spool_dir)
-            .await?;
+        let mut incoming = Incoming::new(body, len);
+        let (entry, replaced) = match api.upload(&path, &mut incoming, &self.spool_dir).await {
+            Ok(done) => done,
+            Err(e) => {
+                // Read what the client is still sending (bounded), so it sees
+                // this error instead of a broken pipe.
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, incoming.discard(MAX_DRAIN)).await;
+                return Err(e);
+            }
+        };
         Ok(UploadResult {
             path: path.client_path(),
             entry,

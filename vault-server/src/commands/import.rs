@@ -92,6 +92,8 @@ pub fn build_request(
         root: args.root.clone(),
         allow_uids: ids(&args.allow_uids),
         allow_gids: ids(&args.allow_gids),
+        upload_cutoff: args.upload_cutoff,
+        chunk_size: args.chunk_size,
         replace: args.replace,
     })
 }

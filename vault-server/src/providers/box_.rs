@@ -725,7 +725,7 @@ impl FileApi for BoxFiles {
     async fn upload(
         &self,
         path: &RemotePath,
-        mut incoming: Incoming,
+        incoming: &mut Incoming,
         spool_dir: &Path,
     ) -> Result<(Entry, bool), TransferError> {
         let (Some(parent), Some(name)) =
@@ -745,17 +745,10 @@ impl FileApi for BoxFiles {
         }
         let total = incoming.total;
         let (file, replaced) = if total > self.upload_cutoff && total >= MIN_CHUNKED_SIZE {
-            self.chunked_upload(
-                &parent_id,
-                &name,
-                existing.as_ref(),
-                &mut incoming,
-                spool_dir,
-            )
-            .await?
+            self.chunked_upload(&parent_id, &name, existing.as_ref(), incoming, spool_dir)
+                .await?
         } else {
-            let spool =
-                Spool::fill(spool_dir, &mut incoming, total, &mut Sha1Observer::new()).await?;
+            let spool = Spool::fill(spool_dir, incoming, total, &mut Sha1Observer::new()).await?;
             self.simple_upload(&parent_id, &name, existing.as_ref(), &spool)
                 .await?
         };

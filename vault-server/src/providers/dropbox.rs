@@ -430,7 +430,7 @@ impl FileApi for DropboxFiles {
     async fn upload(
         &self,
         path: &RemotePath,
-        mut incoming: Incoming,
+        incoming: &mut Incoming,
         spool_dir: &Path,
     ) -> Result<(Entry, bool), TransferError> {
         if path.segments().is_empty() {
@@ -452,11 +452,11 @@ impl FileApi for DropboxFiles {
         let mut hasher = DropboxHasher::new();
         let total = incoming.total;
         let (status, body) = if total <= self.chunk_size {
-            let spool = Spool::fill(spool_dir, &mut incoming, total, &mut hasher).await?;
+            let spool = Spool::fill(spool_dir, incoming, total, &mut hasher).await?;
             self.content_upload("files/upload", &commit, Some(&spool), 0)
                 .await?
         } else {
-            let first = Spool::fill(spool_dir, &mut incoming, self.chunk_size, &mut hasher).await?;
+            let first = Spool::fill(spool_dir, incoming, self.chunk_size, &mut hasher).await?;
             let (status, body) = self
                 .content_upload(
                     "files/upload_session/start",
@@ -479,8 +479,7 @@ impl FileApi for DropboxFiles {
             let mut offset = first.len;
             drop(first);
             while offset < total {
-                let chunk =
-                    Spool::fill(spool_dir, &mut incoming, self.chunk_size, &mut hasher).await?;
+                let chunk = Spool::fill(spool_dir, incoming, self.chunk_size, &mut hasher).await?;
                 offset = self.append(&session, offset, &chunk).await?;
             }
             let arg = json!({"cursor": {"session_id": session, "offset": total}, "commit": commit});

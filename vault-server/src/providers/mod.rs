@@ -96,7 +96,7 @@ pub trait FileApi: Send + Sync {
     async fn upload(
         &self,
         path: &RemotePath,
-        incoming: Incoming,
+        incoming: &mut Incoming,
         spool_dir: &Path,
     ) -> Result<(Entry, bool), TransferError>;
 }

@@ -33,6 +33,18 @@ impl Incoming {
         }
     }
 
+    /// Reads and drops up to `limit` more bytes of the body.
+    pub async fn discard(&mut self, limit: u64) {
+        let stop = self.received.saturating_add(limit).min(self.total);
+        while self.received < stop {
+            let max = (stop - self.received).min(1 << 20) as usize;
+            match self.next_piece(max).await {
+                Ok(Some(_)) => {}
+                _ => return,
+            }
+        }
+    }
+
     /// The next piece of at most `max` bytes; `None` once `total` bytes came.
     async fn next_piece(&mut self, max: usize) -> Result<Option<Bytes>, TransferError> {
         if self.received >= self.total {
