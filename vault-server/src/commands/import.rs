@@ -191,6 +191,8 @@ mod tests {
             root: None,
             allow_uids: vec![],
             allow_gids: vec![5],
+            upload_cutoff: None,
+            chunk_size: None,
             replace,
         }
     }
