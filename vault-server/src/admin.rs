@@ -6,6 +6,7 @@
 //! replace is one atomic store write under the connection's refresh lock.
 
 use crate::connection::{Connection, Health};
+use crate::events::Event;
 use crate::record::{Record, Tokens, TransferSettings, RECORD_VERSION};
 use crate::refresh::{Engine, EngineError};
 use chrono::{Duration as ChronoDuration, Utc};
@@ -55,6 +56,7 @@ impl Engine {
                 inner.health = Health::Active;
                 inner.unpersisted = false;
                 inner.failures = 0;
+                inner.aging_reported = false;
                 inner.last_attempt = None;
                 self.schedule_next(&conn, &mut inner);
                 drop(inner);
@@ -67,6 +69,12 @@ impl Engine {
             }
         };
         tracing::info!(connection = %name, replaced = old.is_some(), "imported");
+        self.listeners.event(
+            name,
+            Event::Imported {
+                replaced: old.is_some(),
+            },
+        );
         let status = self.status_of(&conn);
         Ok((status, warnings, old.is_none()))
     }
@@ -213,6 +221,8 @@ impl Engine {
         inner.removed = true;
         inner.next_refresh = None;
         tracing::info!(connection = %name, revoked, "removed");
+        drop(inner);
+        self.listeners.event(name, Event::Removed);
         Ok(RemoveResponse {
             removed: name.to_string(),
             revoked,

@@ -226,19 +226,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// How many refreshes may run at once, across all connections.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(usize))]
-    pub max_concurrent_refreshes: usize,
+    /// How many refreshes may run at once, across all connections. [default: 8]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
+    pub max_concurrent_refreshes: Option<usize>,
 
     /// How many provider requests (listing, parts, downloads) may be in flight per
-    /// connection; keeps one busy connection under the provider's rate limits.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(usize))]
-    pub max_requests_per_connection: usize,
+    /// connection; keeps one busy connection under the provider's rate limits. [default: 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
+    pub max_requests_per_connection: Option<usize>,
 
     /// Refresh a connection at least this often even if its access token does not expire,
-    /// so providers that expire idle refresh tokens keep them alive.
-    #[arg(long, value_name = "DUR", default_value = "30days", value_parser = parse_duration)]
-    pub keepalive: Duration,
+    /// so providers that expire idle refresh tokens keep them alive. [default: 30days]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub keepalive: Option<Duration>,
 
     /// Refresh this long before an access token expires. Default: a policy based on the
     /// token's lifetime.
@@ -246,30 +246,52 @@ pub struct ServeArgs {
     pub refresh_margin: Option<Duration>,
 
     /// The first retry delay after a transient refresh failure (network, 5xx, 429);
-    /// it doubles, with jitter, on each failure.
-    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
-    pub backoff_min: Duration,
+    /// it doubles, with jitter, on each failure. [default: 5s]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub backoff_min: Option<Duration>,
 
-    /// The longest retry delay after transient refresh failures.
-    #[arg(long, value_name = "DUR", default_value = "10m", value_parser = parse_duration)]
-    pub backoff_max: Duration,
+    /// The longest retry delay after transient refresh failures. [default: 10m]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub backoff_max: Option<Duration>,
 
     /// The shortest time between two refreshes forced by `token --rejected` (a 401 seen by
-    /// a client) on one connection.
-    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
-    pub cooldown: Duration,
+    /// a client) on one connection. [default: 30s]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub cooldown: Option<Duration>,
 
     /// How long a token request waits for an in-flight refresh before it fails with 503.
-    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
-    pub token_wait: Duration,
+    /// [default: 30s]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub token_wait: Option<Duration>,
 
-    /// The log format on stderr.
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Human)]
-    pub log_format: LogFormat,
+    /// Run this shell command on every event (refreshed, refresh-failing, needs-reauth,
+    /// corrupt, refresh-token-aging, imported, removed), with TOKEN_VAULT_CONNECTION,
+    /// TOKEN_VAULT_EVENT and TOKEN_VAULT_DETAIL in its environment. Never given a secret.
+    #[arg(long, value_name = "CMD")]
+    pub on_event: Option<String>,
+
+    /// How long an event hook may run before it is killed. [default: 30s]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub hook_timeout: Option<Duration>,
+
+    /// Fire `refresh-failing` after this many consecutive transient refresh failures.
+    /// [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32))]
+    pub refresh_failing_after: Option<u32>,
+
+    /// Fire `refresh-token-aging` when a rotating provider's refresh token is older than
+    /// this and the last refresh failed (Box's die after 60 days). [default: 45days]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub refresh_token_aging: Option<Duration>,
+
+    /// The log format on stderr. [default: human]
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// How the daemon writes its logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Readable lines.
     #[default]
@@ -549,14 +571,13 @@ mod tests {
         let Command::Serve(a) = parse(&["serve"]).unwrap().command else {
             panic!("not serve")
         };
-        assert_eq!(a.max_concurrent_refreshes, 8);
-        assert_eq!(a.keepalive, Duration::from_secs(30 * 86400));
+        // Unset flags stay unset, so the config file (then the default) decides:
+        // see `config::Settings::resolve` for the defaults.
+        assert_eq!(a.max_concurrent_refreshes, None);
+        assert_eq!(a.keepalive, None);
         assert_eq!(a.refresh_margin, None);
-        assert_eq!(a.backoff_min, Duration::from_secs(5));
-        assert_eq!(a.backoff_max, Duration::from_secs(600));
-        assert_eq!(a.cooldown, Duration::from_secs(30));
-        assert_eq!(a.token_wait, Duration::from_secs(30));
-        assert_eq!(a.log_format, LogFormat::Human);
+        assert_eq!(a.backoff_min, None);
+        assert_eq!(a.log_format, None);
         assert!(a.state_dir.is_none() && a.key_file.is_none() && a.config.is_none());
     }
 
@@ -579,8 +600,8 @@ mod tests {
             panic!("not serve")
         };
         assert_eq!(a.refresh_margin, Some(Duration::from_secs(5400)));
-        assert_eq!(a.log_format, LogFormat::Json);
-        assert_eq!(a.max_concurrent_refreshes, 2);
+        assert_eq!(a.log_format, Some(LogFormat::Json));
+        assert_eq!(a.max_concurrent_refreshes, Some(2));
         assert!(parse(&["serve", "--cooldown", "soon"]).is_err());
     }
 

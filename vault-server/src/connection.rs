@@ -46,6 +46,8 @@ pub struct Inner {
     pub next_refresh: Option<DateTime<Utc>>,
     /// Consecutive transient refresh failures; reset by a success.
     pub failures: u32,
+    /// `refresh-token-aging` was already reported for the current token.
+    pub aging_reported: bool,
     /// Set by `remove`: waiters must not resurrect the connection.
     pub removed: bool,
 }
@@ -86,6 +88,7 @@ impl Connection {
                 last_forced: None,
                 next_refresh: None,
                 failures: 0,
+                aging_reported: false,
                 removed: false,
             }),
             refresh_lock: tokio::sync::Mutex::new(()),

@@ -7,12 +7,16 @@
 use crate::api::{self, AppState};
 use crate::audit::Audit;
 use crate::cli::{LogFormat, ServeArgs};
+use crate::config::{self, Settings};
+use crate::events::{Listener, Listeners};
+use crate::hooks::Hooks;
 use crate::http::HttpClient;
+use crate::metrics::Metrics;
 use crate::policy::RefreshPolicy;
 use crate::refresh::{Engine, EngineConfig};
 use crate::store::{load_key, FileStore, RecordCodec};
 use crate::{paths, scheduler, socket};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,20 +26,20 @@ use std::sync::Arc;
 /// call may take, so a rotated token in flight always reaches the disk.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(35);
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn serve(args: ServeArgs, socket: &Path) -> anyhow::Result<()> {
-    init_logging(args.log_format);
-    if let Some(config) = &args.config {
-        bail!(
-            "--config {} is not supported by this version yet; use the command-line flags (see `token-vault serve --help`)",
-            config.display()
-        );
-    }
+/// Runs the daemon until SIGTERM or SIGINT. `socket_flag` is the global
+/// `--socket`, which beats `TOKEN_VAULT_SOCKET`, the config file and the default.
+pub fn serve(args: ServeArgs, socket_flag: Option<&Path>) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => config::read(path)?,
+        None => config::ConfigFile::default(),
+    };
+    let settings = Settings::resolve(&args, socket_flag, file)?;
+    init_logging(settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(args, socket))
+    runtime.block_on(run(settings))
 }
 
 fn init_logging(format: LogFormat) {
@@ -50,8 +54,13 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-async fn run(args: ServeArgs, socket_path: &Path) -> anyhow::Result<()> {
-    let state_dir = match &args.state_dir {
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let socket_path = match &settings.socket {
+        Some(p) => p.clone(),
+        None => paths::default_socket()?,
+    };
+    let socket_path = socket_path.as_path();
+    let state_dir = match &settings.state_dir {
         Some(d) => d.clone(),
         None => paths::default_state_dir()?,
     };
@@ -62,7 +71,7 @@ async fn run(args: ServeArgs, socket_path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
     let _state_lock = lock_state_dir(&state_dir)?;
     let (key, key_source) = load_key(
-        args.key_file.as_deref(),
+        settings.key_file.as_deref(),
         paths::credentials_dir().as_deref(),
         &state_dir,
     )?;
@@ -71,18 +80,25 @@ async fn run(args: ServeArgs, socket_path: &Path) -> anyhow::Result<()> {
     let daemon_uid = nix::unistd::geteuid().as_raw();
     let config = EngineConfig {
         policy: RefreshPolicy {
-            keepalive: args.keepalive,
-            margin_override: args.refresh_margin,
-            backoff_min: args.backoff_min,
-            backoff_max: args.backoff_max,
+            keepalive: settings.keepalive,
+            margin_override: settings.margin,
+            backoff_min: settings.backoff_min,
+            backoff_max: settings.backoff_max,
         },
-        max_concurrent_refreshes: args.max_concurrent_refreshes,
-        token_wait: args.token_wait,
-        cooldown: args.cooldown,
+        max_concurrent_refreshes: settings.max_concurrent_refreshes,
+        token_wait: settings.token_wait,
+        cooldown: settings.cooldown,
         daemon_uid,
+        refresh_failing_after: settings.refresh_failing_after,
+        refresh_token_aging: settings.refresh_token_aging,
     };
+    let metrics = Arc::new(Metrics::new());
+    let mut listeners: Vec<Arc<dyn Listener>> = vec![metrics.clone()];
+    if let Some(command) = &settings.on_event {
+        listeners.push(Arc::new(Hooks::new(command.clone(), settings.hook_timeout)));
+    }
     let http = HttpClient::new().context("cannot build the HTTP client")?;
-    let (engine, schedule) = Engine::new(Arc::new(store), http, config);
+    let (engine, schedule) = Engine::new(Arc::new(store), http, config, Listeners::new(listeners));
     let loaded = engine.load().await?;
     let scheduler = tokio::spawn(scheduler::run(engine.clone(), schedule));
     let (audit, audit_writer) = Audit::start(&state_dir.join("audit.log"))
@@ -94,7 +110,7 @@ async fn run(args: ServeArgs, socket_path: &Path) -> anyhow::Result<()> {
         )
     })?;
     let files = Arc::new(
-        crate::files::Files::new(engine.clone(), spool, args.max_requests_per_connection)
+        crate::files::Files::new(engine.clone(), spool, settings.max_requests_per_connection)
             .context("cannot build the transfer HTTP client")?,
     );
     let listener = socket::bind(socket_path)?;
@@ -103,6 +119,7 @@ async fn run(args: ServeArgs, socket_path: &Path) -> anyhow::Result<()> {
     let app = api::router(AppState {
         engine,
         files,
+        metrics,
         daemon_uid,
         audit,
         shutting_down: shutting_down.clone(),
@@ -112,6 +129,11 @@ async fn run(args: ServeArgs, socket_path: &Path) -> anyhow::Result<()> {
         state_dir = %state_dir.display(),
         key = %key_source,
         connections = loaded,
+        keepalive = ?settings.keepalive,
+        backoff_min = ?settings.backoff_min,
+        backoff_max = ?settings.backoff_max,
+        max_concurrent_refreshes = settings.max_concurrent_refreshes,
+        hooks = settings.on_event.is_some(),
         "token-vault is serving"
     );
     let served = axum::serve(

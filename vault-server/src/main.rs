@@ -21,14 +21,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let socket = match cli.socket {
-        Some(path) => path,
-        None => paths::default_socket()?,
-    };
     match cli.command {
-        // The daemon builds its own runtime.
-        Command::Serve(args) => daemon::serve(args, &socket),
+        // The daemon builds its own runtime, and may take its socket from its config file.
+        Command::Serve(args) => daemon::serve(args, cli.socket.as_deref()),
         command => {
+            let socket = match cli.socket {
+                Some(path) => path,
+                None => paths::default_socket()?,
+            };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

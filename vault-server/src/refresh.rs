@@ -10,6 +10,7 @@
 //!   provider's refusal of the grant marks a connection `needs-reauth`.
 
 use crate::connection::{Connection, Health, Inner};
+use crate::events::{Event, Listeners, RefreshResult};
 use crate::http::HttpClient;
 use crate::oauth::{self, RefreshOutcome};
 use crate::policy::{random_unit, RefreshPolicy};
@@ -35,6 +36,10 @@ pub struct EngineConfig {
     pub cooldown: Duration,
     /// The daemon's own uid: the default ACL.
     pub daemon_uid: u32,
+    /// Fire `refresh-failing` after this many consecutive transient failures.
+    pub refresh_failing_after: u32,
+    /// Fire `refresh-token-aging` when a rotating refresh token is older than this.
+    pub refresh_token_aging: Duration,
 }
 
 /// Why a request could not be served. Messages name the fix and never a secret.
@@ -102,6 +107,8 @@ pub struct Engine {
     schedule: mpsc::UnboundedSender<(String, DateTime<Utc>)>,
     /// Serialises imports and removes, which are rare and must not race.
     pub(crate) admin_lock: tokio::sync::Mutex<()>,
+    /// Hooks and metrics.
+    pub(crate) listeners: Listeners,
 }
 
 impl Engine {
@@ -110,6 +117,7 @@ impl Engine {
         store: Arc<dyn Store>,
         http: HttpClient,
         config: EngineConfig,
+        listeners: Listeners,
     ) -> (
         Arc<Engine>,
         mpsc::UnboundedReceiver<(String, DateTime<Utc>)>,
@@ -123,6 +131,7 @@ impl Engine {
             registry: Registry::default(),
             schedule: tx,
             admin_lock: tokio::sync::Mutex::new(()),
+            listeners,
         };
         (Arc::new(engine), rx)
     }
@@ -140,6 +149,12 @@ impl Engine {
                 Ok(record) => Connection::new(record),
                 Err(e) => {
                     tracing::error!(connection = %name, error = %e, "stored record cannot be read; marking it corrupt");
+                    self.listeners.event(
+                        &name,
+                        Event::Corrupt {
+                            reason: e.to_string(),
+                        },
+                    );
                     Connection::corrupt(name, e.to_string())
                 }
             };
@@ -462,9 +477,14 @@ impl Engine {
                     Ok(()) => {
                         inner.unpersisted = false;
                         inner.failures = 0;
+                        inner.aging_reported = false;
                         inner.health = Health::Active;
                         tracing::info!(connection = %conn.name, rotated, "refreshed");
                         self.schedule_next(conn, &mut inner);
+                        drop(inner);
+                        self.listeners
+                            .refresh_result(&conn.name, RefreshResult::Refreshed);
+                        self.listeners.event(&conn.name, Event::Refreshed);
                         Ok(())
                     }
                     Err(e) => {
@@ -489,7 +509,27 @@ impl Engine {
                 }
                 tracing::warn!(connection = %conn.name, error = %reason, "refresh failed; backing off");
                 self.back_off(conn, &mut inner, reason.clone(), retry_after);
-                Err(self.unavailable_from(conn, &inner))
+                let err = self.unavailable_from(conn, &inner);
+                let failing =
+                    (inner.failures == self.config.refresh_failing_after).then_some(inner.failures);
+                let aging = self.aging(&mut inner);
+                drop(inner);
+                self.listeners
+                    .refresh_result(&conn.name, RefreshResult::Transient);
+                if let Some(failures) = failing {
+                    self.listeners.event(
+                        &conn.name,
+                        Event::RefreshFailing {
+                            failures,
+                            error: reason,
+                        },
+                    );
+                }
+                if let Some(age_days) = aging {
+                    self.listeners
+                        .event(&conn.name, Event::RefreshTokenAging { age_days });
+                }
+                Err(err)
             }
             RefreshOutcome::PermanentError { reason } => {
                 let mut new = old;
@@ -507,6 +547,15 @@ impl Engine {
                     reason: reason.clone(),
                 };
                 inner.next_refresh = None;
+                drop(inner);
+                self.listeners
+                    .refresh_result(&conn.name, RefreshResult::Permanent);
+                self.listeners.event(
+                    &conn.name,
+                    Event::NeedsReauth {
+                        reason: reason.clone(),
+                    },
+                );
                 Err(EngineError::NeedsReauth {
                     name: conn.name.clone(),
                     reason,
@@ -554,6 +603,21 @@ impl Engine {
         };
         inner.next_refresh = Some(until);
         let _ = self.schedule.send((conn.name.clone(), until));
+    }
+
+    /// The age in days of a rotating refresh token past the aging limit,
+    /// once per token: it is about to die unused if refreshes keep failing.
+    fn aging(&self, inner: &mut Inner) -> Option<i64> {
+        let record = inner.record.as_ref()?;
+        if inner.aging_reported || !Provider::builtin(record.provider).rotating_refresh_tokens {
+            return None;
+        }
+        let age = Utc::now() - record.refresh_token_issued_at?;
+        if age.to_std().ok()? < self.config.refresh_token_aging {
+            return None;
+        }
+        inner.aging_reported = true;
+        Some(age.num_days())
     }
 
     /// Writes a record that an earlier refresh could not; true if it did.

@@ -12,6 +12,7 @@ mod transfer;
 
 use crate::audit::{Audit, AuditLine};
 use crate::files::Files;
+use crate::metrics::Metrics;
 use crate::refresh::Engine;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
@@ -32,6 +33,7 @@ const MAX_JSON_BODY: usize = 1024 * 1024;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub files: Arc<Files>,
+    pub metrics: Arc<Metrics>,
     pub daemon_uid: u32,
     pub audit: Audit,
     pub shutting_down: Arc<AtomicBool>,
@@ -40,6 +42,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(routes::health))
+        .route("/metrics", get(routes::metrics))
         .route("/v1/connections", get(routes::list))
         .route(
             "/v1/connections/{name}",
@@ -76,6 +79,7 @@ async fn audit_and_gate(
     next: Next,
 ) -> Response {
     let (connection, operation) = describe(request.method().as_str(), request.uri().path());
+    let started = std::time::Instant::now();
     let response = if state.shutting_down.load(Ordering::Relaxed) {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -86,7 +90,11 @@ async fn audit_and_gate(
     } else {
         next.run(request).await
     };
-    if operation != "health" {
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .request(&operation, status, started.elapsed().as_secs_f64());
+    if operation != "health" && operation != "metrics" {
         state.audit.record(AuditLine::new(
             peer.uid,
             peer.pid,
@@ -104,6 +112,7 @@ fn describe(method: &str, path: &str) -> (Option<String>, String) {
     let clip = |s: &str| s.chars().take(64).collect::<String>();
     match segments.as_slice() {
         ["v1", "health"] => (None, "health".into()),
+        ["metrics"] => (None, "metrics".into()),
         ["v1", "connections"] => (None, "list".into()),
         ["v1", "connections", name] => (
             Some(clip(name)),

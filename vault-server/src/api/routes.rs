@@ -18,6 +18,36 @@ pub async fn health() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
+/// Prometheus text. Anyone who can reach the socket may read it: it holds
+/// connection names and counts, never a secret.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let now = chrono::Utc::now();
+    let samples: Vec<crate::metrics::ConnectionSample> = state
+        .engine
+        .registry()
+        .all()
+        .iter()
+        .map(|c| {
+            let status = state.engine.status_of(c);
+            crate::metrics::ConnectionSample {
+                name: status.name,
+                expires_in: status
+                    .expiry
+                    .map(|e| (e - now).num_milliseconds() as f64 / 1000.0),
+                state: status.state.as_str(),
+            }
+        })
+        .collect();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&samples),
+    )
+        .into_response()
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,

@@ -155,6 +155,7 @@ pub async fn upload(
         .and_then(|v| v.parse::<u64>().ok())
         .ok_or(TransferError::LengthRequired)?;
     let result = state.files.upload(&name, &q.path, body, len).await?;
+    state.metrics.transfer("upload", len);
     let status = if result.replaced {
         StatusCode::OK
     } else {
