@@ -1,6 +1,6 @@
 //! The command line of `oauth-authorize`, as `spec/interface.md` gives it.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -23,11 +23,19 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:53682";
         OAUTH_CLIENT_ID=abc oauth-authorize box --client-secret-file ~/box.secret > box.json\n  \
         oauth-authorize dropbox --client-secret-file dbx.secret --redirect-url http://localhost:53682/\n  \
         oauth-authorize box --no-browser     # over ssh -L 53682:127.0.0.1:53682, or paste the final URL back\n  \
-        oauth-authorize box --client-credentials --param box_subject_type=enterprise --param box_subject_id=123"
+        oauth-authorize box --client-credentials --param box_subject_type=enterprise --param box_subject_id=123\n  \
+        oauth-authorize completions bash > /etc/bash_completion.d/oauth-authorize",
+    // `completions` is the only subcommand; a PROVIDER given first rules it out, so
+    // `oauth-authorize box …` parses exactly as it always did.
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true
 )]
 pub struct Args {
     /// The provider: box, dropbox, drive, onedrive, or custom (with --auth-url and --token-url).
-    pub provider: String,
+    // Required unless a subcommand is given; `None` only then.
+    #[arg(required_unless_present = "bootstrap")]
+    pub provider: Option<String>,
 
     /// The app's client id. Also read from OAUTH_CLIENT_ID.
     #[arg(env = "OAUTH_CLIENT_ID")]
@@ -95,6 +103,43 @@ pub struct Args {
     /// The connection name to use in the suggested `token-vault import` command.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+
+    /// Bootstrap mode: run the browser half of an authorization that `token-vault authorize`
+    /// started on a headless host (it prints this whole command), then print one line, the
+    /// code and the state, to paste back there. Nothing is exchanged here, and no client id
+    /// or secret is needed: the host keeps them and makes the tokens itself. `--bootstrap -`
+    /// reads the string from stdin instead, which keeps its state out of the process list
+    /// on a workstation shared with other users.
+    #[arg(
+        long,
+        value_name = "STRING",
+        conflicts_with_all = ["provider", "client_credentials", "seal_to", "rclone", "output", "auth_url", "token_url", "redirect_url"]
+    )]
+    pub bootstrap: Option<String>,
+
+    /// Print the blob sealed to this vault recipient (what `token-vault recipient` prints,
+    /// tvr1.…) instead of the plain JSON: a `tvsealed1.…` line that only that vault can
+    /// open, safe to paste anywhere. `token-vault import` opens it.
+    #[arg(long, value_name = "RECIPIENT", conflicts_with = "rclone")]
+    pub seal_to: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Tool>,
+}
+
+/// What `oauth-authorize` does besides authorizing.
+#[derive(Debug, Subcommand)]
+pub enum Tool {
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        oauth-authorize completions bash > /etc/bash_completion.d/oauth-authorize\n  \
+        oauth-authorize completions zsh > /usr/local/share/zsh/site-functions/_oauth-authorize\n  \
+        oauth-authorize completions fish > ~/.config/fish/completions/oauth-authorize.fish")]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_name = "SHELL", value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {

@@ -93,7 +93,43 @@ impl CodeFlow<'_> {
             request = request.set_pkce_challenge(c);
         }
         let (auth_url, _) = request.url();
+        let code = self.wait().for_code(listener, &auth_url, &state)?;
+        eprintln!("Authorization received; exchanging the code for tokens…");
+        Ok(self.client.exchange_code(&code, verifier.as_ref())?)
+    }
 
+    fn wait(&self) -> Wait {
+        Wait {
+            listen: self.listen,
+            callback_path: self.callback_path.clone(),
+            open_browser: self.open_browser,
+            paste_back: self.paste_back,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// How to wait for the provider's redirect: the part of a run that
+/// `oauth-authorize --bootstrap` shares, where the daemon made the URL and
+/// will exchange the code.
+pub struct Wait {
+    pub listen: SocketAddr,
+    pub callback_path: String,
+    pub open_browser: bool,
+    pub paste_back: bool,
+    pub timeout: Duration,
+}
+
+impl Wait {
+    /// Sends the user to `auth_url` (browser or printed URL) and waits on
+    /// the already bound `listener` for the one callback carrying `state`;
+    /// returns its code.
+    pub fn for_code(
+        &self,
+        listener: Listener,
+        auth_url: &Url,
+        state: &str,
+    ) -> Result<Secret, FlowError> {
         let (tx, rx) = mpsc::channel::<Wake>();
         let (found_tx, found_rx) = mpsc::channel::<Callback>();
         let forward = tx.clone();
@@ -102,20 +138,20 @@ impl CodeFlow<'_> {
                 let _ = forward.send(Wake::Callback(cb));
             }
         });
-        let _server = listener.serve(self.callback_path.clone(), state.clone(), found_tx);
+        let _server = listener.serve(self.callback_path.clone(), state.to_string(), found_tx);
         let interrupt = tx.clone();
         // Ctrl-C ends the wait cleanly; a second handler install is harmless to ignore.
         let _ = ctrlc::set_handler(move || {
             let _ = interrupt.send(Wake::Interrupted);
         });
 
-        self.send_user(&auth_url, &state, tx);
+        self.send_user(auth_url, state, tx);
 
         let deadline = Instant::now() + self.timeout;
-        let code = loop {
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(Wake::Callback(Callback::Code(code))) => break code,
+                Ok(Wake::Callback(Callback::Code(code))) => return Ok(code),
                 Ok(Wake::Callback(Callback::ProviderError { error, description })) => {
                     return Err(FlowError::Denied { error, description })
                 }
@@ -123,9 +159,7 @@ impl CodeFlow<'_> {
                 Ok(Wake::Interrupted) => return Err(FlowError::Interrupted),
                 Err(_) => return Err(FlowError::TimedOut(self.timeout.as_secs())),
             }
-        };
-        eprintln!("Authorization received; exchanging the code for tokens…");
-        Ok(self.client.exchange_code(&code, verifier.as_ref())?)
+        }
     }
 
     /// Opens the browser (or prints the URL), and with `--no-browser` also

@@ -7,6 +7,7 @@
 //! [`flow`] runs the wait, [`exchange`] talks to the token endpoint,
 //! [`output`] writes the blob.
 
+pub mod bootstrap;
 pub mod callback;
 pub mod cli;
 pub mod exchange;
@@ -15,6 +16,7 @@ pub mod listener;
 pub mod output;
 pub mod pages;
 pub mod port_owner;
+pub mod seal;
 
 use anyhow::{bail, Context};
 use cli::Args;
@@ -27,7 +29,18 @@ pub use flow::FlowError;
 
 /// Runs `oauth-authorize` with parsed arguments.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let kind: ProviderKind = args.provider.parse()?;
+    if let Some(cli::Tool::Completions { shell }) = args.command {
+        return print_completions(shell);
+    }
+    if let Some(text) = &args.bootstrap {
+        return bootstrap::run(&args, text);
+    }
+    let seal_to = seal::recipient(&args)?;
+    let kind: ProviderKind = args
+        .provider
+        .as_deref()
+        .context("no provider given: oauth-authorize PROVIDER …")?
+        .parse()?;
     let provider = Provider::resolve(
         kind,
         &EndpointOverrides {
@@ -87,9 +100,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         .run()?
     };
+    if let Some(recipient) = &seal_to {
+        let name = args.name.clone().unwrap_or_else(|| kind.to_string());
+        return seal::emit(
+            &blob,
+            recipient,
+            &provider,
+            &client_id,
+            &name,
+            args.output.as_deref(),
+        );
+    }
     output::emit(&blob, args.rclone, args.output.as_deref())?;
     let name = args.name.clone().unwrap_or_else(|| kind.to_string());
     output::print_next_steps(&blob, &provider, &client_id, &name, args.output.as_deref());
+    Ok(())
+}
+
+/// Writes the completion script for `shell` to stdout.
+fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Args::command(), "oauth-authorize", &mut script);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()?;
     Ok(())
 }
 

@@ -28,7 +28,7 @@ pub fn emit(blob: &TokenBlob, rclone: bool, output: Option<&Path>) -> anyhow::Re
 /// Writes `text` to `path` with mode 0600: a temp file in the same folder
 /// (tempfile creates it 0600), fsynced, then renamed over the target, so the
 /// blob is never readable by others, not even for a moment.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

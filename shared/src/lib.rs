@@ -3,8 +3,11 @@
 //! the [`Secret`] type that keeps tokens out of logs.
 
 pub mod api;
+pub mod authorization;
 pub mod blob;
+pub mod bootstrap;
 pub mod providers;
+pub mod sealed;
 pub mod secret;
 
 pub use blob::{BlobError, TokenBlob};

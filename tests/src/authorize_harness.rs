@@ -461,6 +461,23 @@ impl<'a> Running<'a> {
         text
     }
 
+    /// Waits until stdout contains `needle`; returns all of stdout so far.
+    /// Panics if the child ends or the deadline passes first.
+    pub fn wait_for_stdout(&self, needle: &str, timeout: Duration) -> String {
+        let (text, found) = self.stdout.wait_until(timeout, |t| t.contains(needle));
+        assert!(
+            found,
+            "stdout did not show {needle:?} within {timeout:?}:\n{text}\nstderr:\n{}",
+            self.stderr.snapshot()
+        );
+        text
+    }
+
+    /// Closes the child's stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        drop(self.stdin.take());
+    }
+
     /// The child's process id.
     pub fn id(&self) -> u32 {
         self.child.id()

@@ -5,5 +5,7 @@
 pub mod authorize_harness;
 pub mod bench;
 pub mod bins;
+pub mod etcd;
 pub mod fake;
+pub mod fuzz_props;
 pub mod vault_harness;

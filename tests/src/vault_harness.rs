@@ -26,6 +26,8 @@ pub struct Vault {
     pub log_path: PathBuf,
     pub secret_file: PathBuf,
     serve_args: Vec<String>,
+    /// The daemon's `TOKEN_VAULT_LOG`, when not the default.
+    log_filter: Option<String>,
     child: Option<Child>,
     /// Every client command's stderr, for the secret sweep.
     stderrs: Mutex<Vec<String>>,
@@ -35,6 +37,16 @@ impl Vault {
     /// Starts a daemon with fast backoff (tests must not wait minutes) and
     /// any `extra` serve flags.
     pub fn start(extra: &[&str]) -> Vault {
+        Vault::start_logging(extra, None)
+    }
+
+    /// Like [`Vault::start`], with the daemon's log filter
+    /// (`TOKEN_VAULT_LOG`) set to `filter` (e.g. `trace`, for the secret sweep).
+    pub fn start_with_log(extra: &[&str], filter: &str) -> Vault {
+        Vault::start_logging(extra, Some(filter))
+    }
+
+    fn start_logging(extra: &[&str], log_filter: Option<&str>) -> Vault {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("run").join("vault.sock");
         let state_dir = dir.path().join("state");
@@ -55,6 +67,7 @@ impl Vault {
             log_path,
             secret_file,
             serve_args,
+            log_filter: log_filter.map(str::to_owned),
             child: None,
             stderrs: Mutex::new(Vec::new()),
         };
@@ -75,7 +88,12 @@ impl Vault {
             .arg("--state-dir")
             .arg(&self.state_dir)
             .args(&self.serve_args)
-            .env("TOKEN_VAULT_LOG", "debug")
+            .env(
+                "TOKEN_VAULT_LOG",
+                self.log_filter
+                    .as_deref()
+                    .unwrap_or("info,vault_server=debug"),
+            )
             .env_remove("CREDENTIALS_DIRECTORY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -242,6 +260,14 @@ impl Vault {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    /// Every client command's stderr so far, one after the other.
+    pub fn client_stderr(&self) -> String {
+        self.stderrs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
     }
 
     /// Asserts that no secret the fake issued (nor the client secret) is in

@@ -251,6 +251,11 @@ impl Engine {
             Health::NeedsReauth { reason } => (ConnectionState::NeedsReauth, Some(reason.clone())),
             Health::Corrupt { reason } => (ConnectionState::Corrupt, Some(reason.clone())),
         };
+        // A shared store that cannot be reached is worth saying on every connection.
+        let last_error = match (last_error, self.store.problem()) {
+            (None, Some(problem)) => Some(problem),
+            (e, _) => e,
+        };
         let fix = matches!(
             state,
             ConnectionState::NeedsReauth | ConnectionState::Corrupt

@@ -69,8 +69,9 @@ pub enum Command {
             connection NAME. Any paste form works: the one-line JSON printed by \
             `oauth-authorize` or `rclone authorize`, with or without rclone's \
             \"Paste the following…\" / \"<---End paste\" lines, wrapped over several lines by \
-            the terminal, or rclone's base64 config string. On a terminal, paste it and press \
-            Ctrl-D.\n\n\
+            the terminal, or rclone's base64 config string; or a sealed blob (tvsealed1.…, from \
+            `oauth-authorize … --seal-to $(token-vault recipient)`), which the daemon opens with \
+            its recipient key. On a terminal, paste it and press Ctrl-D.\n\n\
             The blob is checked here first, so a bad paste is refused before anything is sent.\n\n\
             The client secret (needed to refresh) is read from --client-secret-file, or from \
             $TOKEN_VAULT_CLIENT_SECRET, or from $OAUTH_CLIENT_SECRET; never from the command \
@@ -83,6 +84,43 @@ pub enum Command {
             token-vault import shared --provider box --client-id ID --allow-gid 1001 --root /Backups < blob.json"
     )]
     Import(ImportArgs),
+
+    /// Authorize connection NAME from this host: bootstrap mode, or the device grant.
+    #[command(
+        long_about = "Authorizes connection NAME without a refresh token ever crossing a \
+            terminal: the daemon makes the state and the PKCE verifier, keeps them with the \
+            client secret, and exchanges the code itself, so the tokens are born on this host.\n\n\
+            Bootstrap mode (the default): prints one line to run on a machine with a browser, \
+            `oauth-authorize --bootstrap '…'` (on stdout), then waits for the one line that \
+            command prints back: paste it here and press Enter. The bootstrap string holds \
+            the authorize URL only, never the client secret or the verifier. It works once and \
+            expires after --ttl (10 minutes).\n\n\
+            --device: the device grant (RFC 8628), for providers that have it (drive, \
+            onedrive): prints a URL and a code to enter there from any browser; the daemon \
+            polls the provider until the user approves. No workstation command at all.\n\n\
+            The options are those of `import`; the client secret comes from \
+            --client-secret-file or the environment, never the command line. Only the \
+            daemon's own uid and root may authorize.",
+        after_help = "Examples:\n  \
+            token-vault authorize box --provider box --client-id ID --client-secret-file box.secret\n  \
+            token-vault authorize dbx --provider dropbox --client-id ID --redirect-url http://localhost:53682/\n  \
+            token-vault authorize od --provider onedrive --client-id ID --device\n  \
+            token-vault authorize box --replace        # after `needs-reauth`: same settings"
+    )]
+    Authorize(crate::commands::authorize::AuthorizeArgs),
+
+    /// Print this vault's public key, for `oauth-authorize … --seal-to`.
+    #[command(
+        long_about = "Prints the vault's recipient: its X25519 public key as one short string \
+            (tvr1.…). On the workstation, `oauth-authorize PROVIDER … --seal-to RECIPIENT` then \
+            prints a sealed blob (tvsealed1.…) that only this vault can open, safe to paste \
+            anywhere; `token-vault import` opens it. The private key is made on first use, \
+            as recipient.key (mode 0600) in the state directory: back it up with the vault key.",
+        after_help = "Examples:\n  \
+            token-vault recipient\n  \
+            oauth-authorize box --client-secret-file box.secret --seal-to tvr1.…   # on the workstation"
+    )]
+    Recipient,
 
     /// List the connections with their state and expiry (never a secret).
     #[command(
@@ -204,6 +242,29 @@ pub enum Command {
             token-vault rm box:/Backups/2019 --recursive"
     )]
     Rm(RmArgs),
+
+    /// Run a command with a connection's access token in its environment.
+    #[command(
+        long_about = "Fetches a fresh access token for connection NAME and runs CMD with it in \
+            its environment: ACCESS_TOKEN holds the token, ACCESS_TOKEN_EXPIRY its expiry in \
+            RFC 3339 (empty if it has none). The token is never put on a command line, where \
+            every local user could read it in the process list.\n\n\
+            CMD replaces token-vault, so the exit status is CMD's own. If CMD cannot be run, \
+            the exit status is 127 (not found) or 126 (not executable), as in a shell.\n\n\
+            The token is fetched once, at start: a command that outlives the token should ask \
+            again with `token-vault token NAME`.",
+        after_help = "Examples:\n  \
+            token-vault exec box -- sh -c 'curl -H \"Authorization: Bearer $ACCESS_TOKEN\" https://api.box.com/2.0/users/me'\n  \
+            token-vault exec gdrive -- python3 backup.py --since yesterday"
+    )]
+    Exec(ExecArgs),
+
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+            token-vault completions bash > /etc/bash_completion.d/token-vault\n  \
+            token-vault completions zsh > /usr/local/share/zsh/site-functions/_token-vault\n  \
+            token-vault completions fish > ~/.config/fish/completions/token-vault.fish")]
+    Completions(CompletionsArgs),
 }
 
 /// The daemon's options. Durations take humantime forms: `90s`, `10m`, `1h 30m`, `30days`.
@@ -284,9 +345,35 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub refresh_token_aging: Option<Duration>,
 
+    /// Where records live: `file` (the state directory, the default) or a shared etcd
+    /// cluster, `etcd://h1:2379,h2:2379`, for several vaults serving the same accounts.
+    /// Every vault sharing a store needs the same --key-file.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+
+    /// The key prefix in etcd. [default: /token-vault/]
+    #[arg(long, value_name = "PREFIX")]
+    pub store_prefix: Option<String>,
+
+    /// The lease of an etcd refresh lock: how soon another vault takes over when the
+    /// holder dies mid-refresh. [default: 15s]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub store_lock_ttl: Option<Duration>,
+
     /// The log format on stderr. [default: human]
     #[arg(long, value_name = "FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Give the socket and its directory to this group (a name or a gid), and open the
+    /// directory to it (0710), so the group's members can reach the socket. The daemon's
+    /// user must be a member (systemd: SupplementaryGroups=). Default: the daemon's own
+    /// group, with the directory 0700.
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+
+    /// The socket's mode, in octal; never with bits for others. [default: 0660]
+    #[arg(long, value_name = "MODE", value_parser = crate::socket::parse_mode)]
+    pub socket_mode: Option<u32>,
 }
 
 /// How the daemon writes its logs.
@@ -532,6 +619,31 @@ pub struct RmArgs {
     /// Delete a folder and everything in it.
     #[arg(long, short)]
     pub recursive: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// The connection's name.
+    #[arg(value_name = "NAME", value_parser = parse_name)]
+    pub name: String,
+
+    /// The command to run, and its arguments (after `--`).
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_hint = clap::ValueHint::CommandWithArguments
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL", value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Checks a connection name as the daemon does.

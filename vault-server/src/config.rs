@@ -23,6 +23,11 @@ pub struct ConfigFile {
     pub socket_mode: Option<String>,
     pub socket_group: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// `file` or `etcd://h1:2379,h2:2379`.
+    pub store: Option<String>,
+    pub store_prefix: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub store_lock_ttl: Option<Duration>,
     #[serde(default)]
     pub refresh: RefreshSection,
     #[serde(default)]
@@ -88,6 +93,10 @@ pub struct Settings {
     pub hook_timeout: Duration,
     pub refresh_failing_after: u32,
     pub refresh_token_aging: Duration,
+    /// etcd endpoints, when the store is shared.
+    pub etcd: Option<Vec<String>>,
+    pub store_prefix: String,
+    pub store_lock_ttl: Duration,
 }
 
 /// Reads and checks a config file.
@@ -124,6 +133,11 @@ impl Settings {
             Some(m) => Some(parse_mode(m)?),
             None => None,
         };
+        let etcd = match args.store.clone().or(file.store) {
+            None => None,
+            Some(s) if s == "file" => None,
+            Some(s) => Some(crate::store::parse_store_url(&s).map_err(anyhow::Error::msg)?),
+        };
         let r = file.refresh;
         let l = file.limits;
         let h = file.hooks;
@@ -134,8 +148,8 @@ impl Settings {
                 .map(Path::to_path_buf)
                 .or(env_socket)
                 .or(file.socket),
-            socket_mode,
-            socket_group: file.socket_group,
+            socket_mode: args.socket_mode.or(socket_mode),
+            socket_group: args.socket_group.clone().or(file.socket_group),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             margin: args.refresh_margin.or(r.margin),
             keepalive: args
@@ -179,6 +193,16 @@ impl Settings {
                 .refresh_token_aging
                 .or(h.refresh_token_aging)
                 .unwrap_or(Duration::from_secs(45 * 86_400)),
+            etcd,
+            store_prefix: args
+                .store_prefix
+                .clone()
+                .or(file.store_prefix)
+                .unwrap_or_else(|| "/token-vault/".into()),
+            store_lock_ttl: args
+                .store_lock_ttl
+                .or(file.store_lock_ttl)
+                .unwrap_or(Duration::from_secs(15)),
         })
     }
 }

@@ -14,7 +14,7 @@ use crate::http::HttpClient;
 use crate::metrics::Metrics;
 use crate::policy::RefreshPolicy;
 use crate::refresh::{Engine, EngineConfig};
-use crate::store::{load_key, FileStore, RecordCodec};
+use crate::store::{load_key, EtcdStore, FileStore, RecordCodec, Store};
 use crate::{paths, scheduler, socket};
 use anyhow::Context;
 use std::os::unix::fs::DirBuilderExt;
@@ -47,7 +47,8 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -75,7 +76,18 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         paths::credentials_dir().as_deref(),
         &state_dir,
     )?;
-    let store = FileStore::open(&state_dir, RecordCodec::new(&key))?;
+    let store: Arc<dyn Store> = match &settings.etcd {
+        Some(endpoints) => Arc::new(
+            EtcdStore::connect(
+                endpoints.clone(),
+                &settings.store_prefix,
+                RecordCodec::new(&key),
+                settings.store_lock_ttl,
+            )
+            .await?,
+        ),
+        None => Arc::new(FileStore::open(&state_dir, RecordCodec::new(&key))?),
+    };
     drop(key);
     let daemon_uid = nix::unistd::geteuid().as_raw();
     let config = EngineConfig {
@@ -98,9 +110,21 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         listeners.push(Arc::new(Hooks::new(command.clone(), settings.hook_timeout)));
     }
     let http = HttpClient::new().context("cannot build the HTTP client")?;
-    let (engine, schedule) = Engine::new(Arc::new(store), http, config, Listeners::new(listeners));
+    let (engine, schedule) = Engine::new(store.clone(), http, config, Listeners::new(listeners));
     let loaded = engine.load().await?;
     let scheduler = tokio::spawn(scheduler::run(engine.clone(), schedule));
+    // Other vaults' imports, refreshes and removals, as they happen.
+    let watcher = match store.watch().await? {
+        Some(mut changes) => {
+            let engine = engine.clone();
+            Some(tokio::spawn(async move {
+                while let Some(change) = changes.recv().await {
+                    engine.apply_remote(change).await;
+                }
+            }))
+        }
+        None => None,
+    };
     let (audit, audit_writer) = Audit::start(&state_dir.join("audit.log"))
         .with_context(|| format!("cannot open the audit log in {}", state_dir.display()))?;
     let spool = crate::transfer::spool::spool_dir(&state_dir).with_context(|| {
@@ -113,7 +137,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         crate::files::Files::new(engine.clone(), spool, settings.max_requests_per_connection)
             .context("cannot build the transfer HTTP client")?,
     );
-    let listener = socket::bind(socket_path)?;
+    let listener = socket::bind_with(
+        socket_path,
+        &socket::SocketAccess {
+            mode: settings.socket_mode.unwrap_or(socket::SOCKET_MODE),
+            group: settings.socket_group.clone(),
+        },
+    )?;
     let shutting_down = Arc::new(AtomicBool::new(false));
     let engine_for_drain = engine.clone();
     let app = api::router(AppState {
@@ -123,11 +153,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         daemon_uid,
         audit,
         shutting_down: shutting_down.clone(),
+        authorizations: Arc::new(crate::pending::Authorizations::new(&state_dir)),
     });
     tracing::info!(
         socket = %socket_path.display(),
         state_dir = %state_dir.display(),
         key = %key_source,
+        store = %store.describe(),
         connections = loaded,
         keepalive = ?settings.keepalive,
         backoff_min = ?settings.backoff_min,
@@ -136,13 +168,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         hooks = settings.on_event.is_some(),
         "token-vault is serving"
     );
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<api::peer::Peer>(),
-    )
-    .with_graceful_shutdown(shutdown_signal(shutting_down))
-    .await;
+    // The socket is listening (connections queue until serving starts).
+    crate::notify::ready(socket_path, loaded);
+    api::server::serve(listener, app, shutdown_signal(shutting_down)).await;
+    crate::notify::stopping();
     scheduler.abort();
+    if let Some(w) = watcher {
+        w.abort();
+    }
     if tokio::time::timeout(DRAIN_TIMEOUT, engine_for_drain.drain())
         .await
         .is_err()
@@ -151,7 +184,6 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(socket_path);
     audit_writer.finish().await;
-    served.context("the socket server failed")?;
     tracing::info!("token-vault stopped");
     Ok(())
 }

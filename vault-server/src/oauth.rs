@@ -96,7 +96,7 @@ pub async fn refresh(
         Ok(b) => b,
         Err(reason) => {
             return RefreshOutcome::TransitoryError {
-                reason: format!("token endpoint answered HTTP {status}, {reason}"),
+                reason: format!("the token endpoint answered HTTP {status}, {reason}"),
                 retry_after,
             }
         }
@@ -112,9 +112,14 @@ fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> RefreshO
     };
     if status == 200 {
         let Ok(raw) = serde_json::from_slice::<RawGrant>(body) else {
-            return transitory(
-                "the token endpoint answered 200 with a body that is not a token response".into(),
-            );
+            let what = if is_html(body) {
+                "an HTML page (a proxy or captive portal in the way?)"
+            } else {
+                "a body that is not JSON"
+            };
+            return transitory(format!(
+                "the token endpoint answered 200 with {what}, not a token response"
+            ));
         };
         let Some(access_token) = raw.access_token.filter(|t| !t.is_empty()) else {
             return transitory("the token endpoint answered 200 without an access_token".into());
@@ -142,6 +147,7 @@ fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> RefreshO
     let said = match (&code, &description) {
         (Some(c), Some(d)) => format!(": {c} ({d})"),
         (Some(c), None) => format!(": {c}"),
+        _ if is_html(body) => " with an HTML page".to_string(),
         _ => String::new(),
     };
     let permanent = matches!(
@@ -154,6 +160,16 @@ fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> RefreshO
         }
     } else {
         transitory(format!("the token endpoint answered HTTP {status}{said}"))
+    }
+}
+
+/// Whether a body is an HTML page (an error page or a portal), not an answer.
+fn is_html(body: &[u8]) -> bool {
+    let start = body.trim_ascii_start();
+    let head = &start[..start.len().min(15)];
+    head.starts_with(b"<") && {
+        let lower = head.to_ascii_lowercase();
+        lower.starts_with(b"<!doctype html") || lower.starts_with(b"<html")
     }
 }
 
@@ -216,6 +232,28 @@ mod tests {
                 ),
                 "{status}"
             );
+        }
+    }
+
+    #[test]
+    fn html_pages_are_named() {
+        let page = b"\n<!DOCTYPE html><html><body>Sign in to the network</body></html>";
+        for (status, expect) in [
+            (200, "200 with an HTML page"),
+            (502, "HTTP 502 with an HTML page"),
+        ] {
+            match classify(status, None, page) {
+                RefreshOutcome::TransitoryError { reason, .. } => {
+                    assert!(reason.contains(expect), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        match classify(200, None, b"{\"access_token\":,,") {
+            RefreshOutcome::TransitoryError { reason, .. } => {
+                assert!(reason.contains("not JSON"), "{reason}")
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -16,7 +16,7 @@ use crate::oauth::{self, RefreshOutcome};
 use crate::policy::{random_unit, RefreshPolicy};
 use crate::record::{Record, Tokens};
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::{Store, StoreChange, StoreError};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use shared::{Provider, Secret};
 use std::sync::Arc;
@@ -387,6 +387,66 @@ impl Engine {
             .acquire()
             .await
             .map_err(|_| EngineError::Store("the daemon is shutting down".into()))?;
+        // A shared store: take the cluster-wide lock, so one vault refreshes.
+        let shared_lock = match self.store.lock(&conn.name).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                return Err(
+                    self.store_trouble(conn, format!("cannot take the shared refresh lock: {e}"))
+                )
+            }
+        };
+        let result = self
+            .refresh_holding_lock(conn, &need, shared_lock.is_some())
+            .await;
+        if let Some(lock) = shared_lock {
+            lock.release().await;
+        }
+        result
+    }
+
+    /// The refresh proper, with the connection's local (and, for a shared
+    /// store, cluster-wide) lock held.
+    async fn refresh_holding_lock<F>(
+        &self,
+        conn: &Arc<Connection>,
+        need: &F,
+        shared: bool,
+    ) -> Result<(), EngineError>
+    where
+        F: Fn(&Inner) -> bool,
+    {
+        let mut revision = None;
+        if shared {
+            // Another vault may have refreshed while we waited: use its result.
+            match self.store.load_revision(&conn.name).await {
+                Ok(Some((Ok(stored), rev))) => {
+                    revision = rev;
+                    self.adopt(conn, stored);
+                    let inner = conn.lock();
+                    self.check_usable(conn, &inner)?;
+                    if !need(&inner) {
+                        return Ok(());
+                    }
+                }
+                Ok(Some((Err(e), _))) => {
+                    return Err(EngineError::Store(format!(
+                        "the shared record of `{}` cannot be read: {e}",
+                        conn.name
+                    )))
+                }
+                Ok(None) => {
+                    conn.lock().removed = true;
+                    self.registry.remove(&conn.name);
+                    return Err(EngineError::NotFound(conn.name.clone()));
+                }
+                Err(e) => {
+                    return Err(
+                        self.store_trouble(conn, format!("cannot read the shared record: {e}"))
+                    )
+                }
+            }
+        }
         let record = {
             let mut inner = conn.lock();
             let Some(record) = inner.record.clone() else {
@@ -399,7 +459,99 @@ impl Engine {
             record
         };
         let outcome = self.call_provider(&record).await;
-        self.apply(conn, record, outcome).await
+        self.apply(conn, record, outcome, revision).await
+    }
+
+    /// A store failure before any provider call: a transient failure that
+    /// keeps the current tokens and backs off.
+    fn store_trouble(&self, conn: &Connection, reason: String) -> EngineError {
+        let mut inner = conn.lock();
+        tracing::warn!(connection = %conn.name, error = %reason, "refresh postponed");
+        if let Some(r) = inner.record.as_mut() {
+            r.last_error = Some(reason.clone());
+        }
+        self.back_off(conn, &mut inner, reason, None);
+        self.unavailable_from(conn, &inner)
+    }
+
+    /// Takes a record another vault wrote, if it differs from ours; true if it did.
+    pub(crate) fn adopt(&self, conn: &Connection, stored: Record) -> bool {
+        let mut inner = conn.lock();
+        if inner.removed || inner.record.as_ref() == Some(&stored) {
+            return false;
+        }
+        inner.health = match &stored.needs_reauth {
+            Some(reason) => Health::NeedsReauth {
+                reason: reason.clone(),
+            },
+            None => Health::Active,
+        };
+        inner.record = Some(stored);
+        inner.unpersisted = false;
+        inner.failures = 0;
+        inner.aging_reported = false;
+        // It counts as a refresh that just completed, for forced callers.
+        inner.last_attempt = Some(Instant::now());
+        self.schedule_next(conn, &mut inner);
+        tracing::debug!(connection = %conn.name, "took the record another vault wrote");
+        true
+    }
+
+    /// Applies another vault's change to a shared store.
+    pub async fn apply_remote(self: &Arc<Self>, change: StoreChange) {
+        match change {
+            StoreChange::Put { name, record } => self.remote_put(name, record).await,
+            StoreChange::Delete { name } => self.remote_delete(&name),
+            StoreChange::Snapshot(all) => {
+                let names: std::collections::HashSet<String> =
+                    all.iter().map(|(n, _)| n.clone()).collect();
+                for conn in self.registry.all() {
+                    if !names.contains(&conn.name) {
+                        self.remote_delete(&conn.name);
+                    }
+                }
+                for (name, record) in all {
+                    self.remote_put(name, record).await;
+                }
+            }
+        }
+    }
+
+    async fn remote_put(&self, name: String, record: Result<Record, crate::store::RecordError>) {
+        match (self.registry.get(&name), record) {
+            (Some(conn), Ok(record)) => {
+                // Not in the middle of our own refresh of it.
+                let _flight = conn.refresh_lock.lock().await;
+                self.adopt(&conn, record);
+            }
+            (None, Ok(record)) => {
+                let conn = self.registry.insert_new(Connection::new(record));
+                self.schedule_next(&conn, &mut conn.lock());
+                tracing::info!(connection = %name, "connection added by another vault");
+            }
+            (None, Err(e)) => {
+                self.registry
+                    .insert_new(Connection::corrupt(name.clone(), e.to_string()));
+                self.listeners.event(
+                    &name,
+                    Event::Corrupt {
+                        reason: e.to_string(),
+                    },
+                );
+            }
+            (Some(_), Err(e)) => {
+                tracing::error!(connection = %name, error = %e, "another vault wrote a record this vault cannot read (a different key?)");
+            }
+        }
+    }
+
+    fn remote_delete(&self, name: &str) {
+        if let Some(conn) = self.registry.remove(name) {
+            let mut inner = conn.lock();
+            inner.removed = true;
+            inner.next_refresh = None;
+            tracing::info!(connection = %name, "connection removed by another vault");
+        }
     }
 
     fn unavailable_locked(&self, conn: &Connection, _inner: &Inner) -> EngineError {
@@ -448,6 +600,7 @@ impl Engine {
         conn: &Arc<Connection>,
         old: Record,
         (started, outcome): (DateTime<Utc>, RefreshOutcome),
+        revision: Option<i64>,
     ) -> Result<(), EngineError> {
         match outcome {
             RefreshOutcome::Refreshed(grant) => {
@@ -469,7 +622,15 @@ impl Engine {
                 new.last_refresh = Some(Utc::now());
                 new.last_error = None;
                 new.refreshes += 1;
-                let written = self.store.put(&new).await;
+                let written = match self.store.put_if_unchanged(&new, revision).await {
+                    // The provider took our refresh token, so ours is the newest
+                    // chain whatever was written meanwhile: keep it.
+                    Err(StoreError::Conflict(why)) => {
+                        tracing::warn!(connection = %conn.name, %why, "shared record changed during the refresh; writing the new chain anyway");
+                        self.store.put(&new).await
+                    }
+                    other => other,
+                };
                 let mut inner = conn.lock();
                 inner.record = Some(new);
                 inner.last_attempt = Some(Instant::now());
@@ -509,7 +670,7 @@ impl Engine {
                 }
                 tracing::warn!(connection = %conn.name, error = %reason, "refresh failed; backing off");
                 self.back_off(conn, &mut inner, reason.clone(), retry_after);
-                let err = self.unavailable_from(conn, &inner);
+                let err = self.transient_error(conn, &inner, &reason);
                 let failing =
                     (inner.failures == self.config.refresh_failing_after).then_some(inner.failures);
                 let aging = self.aging(&mut inner);
@@ -535,7 +696,7 @@ impl Engine {
                 let mut new = old;
                 new.needs_reauth = Some(reason.clone());
                 new.last_error = Some(reason.clone());
-                if let Err(e) = self.store.put(&new).await {
+                if let Err(e) = self.store.put_if_unchanged(&new, revision).await {
                     tracing::error!(connection = %conn.name, error = %e, "cannot record needs-reauth in the store");
                 }
                 let mut inner = conn.lock();
@@ -563,6 +724,27 @@ impl Engine {
                 })
             }
         }
+    }
+
+    /// What a caller is told when a refresh failed transiently. While the
+    /// current access token is still good, saying "no valid token" would be
+    /// false (and `token` still hands it out): the provider failed, that's all.
+    fn transient_error(&self, conn: &Connection, inner: &Inner, reason: &str) -> EngineError {
+        let servable = inner.record.as_ref().filter(|r| {
+            !inner.unpersisted && self.config.policy.is_servable(&r.tokens, Utc::now())
+        });
+        let (Some(record), Health::Backoff { until, .. }) = (servable, &inner.health) else {
+            return self.unavailable_from(conn, inner);
+        };
+        let valid_until = match record.tokens.expires_at {
+            Some(e) => format!(" (valid until {})", e.to_rfc3339()),
+            None => String::new(),
+        };
+        EngineError::Provider(format!(
+            "{reason}, so `{}` was not refreshed; its current access token is still served{valid_until}, and the next attempt is at {}",
+            conn.name,
+            until.to_rfc3339()
+        ))
     }
 
     fn unavailable_from(&self, conn: &Connection, inner: &Inner) -> EngineError {

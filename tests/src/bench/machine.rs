@@ -47,12 +47,7 @@ impl Machine {
 /// at 10 ms resolution; `None` when `/proc` cannot tell.
 pub fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may contain spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // Fields 14 (utime) and 15 (stime), counting from 1 with state as 3.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
+    stat_cpu_time(&stat)
 }
 
 /// CPU time the whole machine has spent busy (not idle or waiting for I/O)
@@ -68,4 +63,34 @@ pub fn machine_busy() -> Option<Duration> {
     // guest time is already counted in user.
     let busy: u64 = ticks.iter().take(8).sum::<u64>() - ticks.get(3)? - ticks.get(4)?;
     Some(Duration::from_millis(busy * 1000 / USER_HZ))
+}
+
+/// User plus system CPU time used so far by this process's threads whose
+/// name starts with `prefix` (names are cut to 15 bytes by the kernel);
+/// `None` when `/proc` cannot tell. Threads that already exited are not
+/// counted.
+pub fn own_threads_cpu_time(prefix: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        total += stat_cpu_time(&stat)?;
+    }
+    Some(total)
+}
+
+/// utime + stime of a `/proc/…/stat` line.
+fn stat_cpu_time(stat: &str) -> Option<Duration> {
+    // The command name is in parentheses and may contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // Fields 14 (utime) and 15 (stime), counting from 1 with state as 3.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
 }

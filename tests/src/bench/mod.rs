@@ -9,6 +9,8 @@
 //!   run as a separate process;
 //! - [`authorize`] times `oauth-authorize` from the browser's callback to
 //!   the blob on stdout, and the fake token endpoint on its own;
+//! - [`transfer`] times uploads and downloads through the vault and directly
+//!   to a fake provider, and the daemon's peak RSS meanwhile;
 //! - [`machine`] and [`stats`] describe the machine and summarise samples.
 //!
 //! Every loop here is bounded by a deadline or a count, and everything
@@ -21,3 +23,4 @@ pub mod daemon;
 pub mod load;
 pub mod machine;
 pub mod stats;
+pub mod transfer;

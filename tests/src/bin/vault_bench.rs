@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release --workspace --bins
-//! cargo run --release -p tests --bin vault-bench [-- --seconds N | --quick]
+//! cargo run --release -p tests --bin vault-bench [-- --seconds N | --quick | --transfers]
 //! ```
 //!
 //! 1. token serving: `GET /v1/connections/NAME/token` on a real daemon's
@@ -14,7 +14,11 @@
 //!    100 ms token endpoint: how many provider calls, how long the waits;
 //! 4. `oauth-authorize`: browser callback → blob on stdout, against the
 //!    token endpoint's own time;
-//! 5. the release binaries' sizes.
+//! 5. the release binaries' sizes;
+//! 6. transfers: 1 GiB (`--transfer-size`; 64 MiB with `--quick`) up and
+//!    down through the vault's `…/content` route and directly to fake Box
+//!    and Dropbox providers, MB/s and their ratio, every byte checked by
+//!    SHA-256, and the daemon's peak RSS. `--transfers` runs only this.
 //!
 //! Everything runs on loopback and in temporary folders.
 
@@ -25,6 +29,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tests::bench::load::{self, LoadResult};
 use tests::bench::stats::{grouped, micros, micros_signed, render, Summary};
+use tests::bench::transfer::{self, Direction, Figures, Route};
 use tests::bench::{authorize, baseline, bins, daemon::Daemon, machine};
 use tests::fake::{FakeProvider, Style};
 use tests::vault_harness::{blob, CLIENT_ID, CLIENT_SECRET};
@@ -40,6 +45,12 @@ const STORM_TOKEN_DELAY: Duration = Duration::from_millis(100);
 const SLICES: u32 = 3;
 /// Runs of `oauth-authorize`, and direct token requests to compare with.
 const AUTHORIZE_RUNS: usize = 20;
+/// Whether a run without `--transfers` includes them (it stays well under
+/// two minutes with them).
+const TRANSFERS_BY_DEFAULT: bool = true;
+/// The goals the transfer figures are held against.
+const GOAL_RATIO: f64 = 0.8;
+const GOAL_PEAK_MIB: f64 = 64.0;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -52,9 +63,22 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
     seconds: u64,
 
-    /// One second per load measurement, for a smoke run.
+    /// One second per load measurement and 64 MiB transfers, for a smoke run.
     #[arg(long)]
     quick: bool,
+
+    /// Run only the transfer measurement (6): uploads and downloads through
+    /// the vault and directly to fake Box and Dropbox providers.
+    #[arg(long)]
+    transfers: bool,
+
+    /// Skip the transfer measurement in a full run.
+    #[arg(long, conflicts_with = "transfers")]
+    no_transfers: bool,
+
+    /// Bytes per transfer [default: 1073741824 (1 GiB); 67108864 (64 MiB) with --quick].
+    #[arg(long = "transfer-size", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=transfer::MAX_SIZE))]
+    transfer_size: Option<u64>,
 
     /// Internal: run as the baseline server on this socket.
     #[arg(long = "baseline-server", value_name = "SOCKET", hide = true)]
@@ -100,9 +124,6 @@ fn progress(what: &str) {
 
 fn run(args: &Args, vault_bin: &Path, authorize_bin: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
-    let seconds = if args.quick { 1 } else { args.seconds };
-    let measure = Duration::from_secs(seconds);
-    let warmup = (measure / 4).min(Duration::from_millis(500));
     let host = machine::Machine::describe();
     let mut warnings: Vec<String> = [
         bins::stale_warning(vault_bin, &["vault-server/src", "shared/src"]),
@@ -123,9 +144,117 @@ fn run(args: &Args, vault_bin: &Path, authorize_bin: &Path) -> anyhow::Result<()
         .thread_name("vault-bench-client")
         .build()
         .context("cannot build the client runtime")?;
-    let client_threads = host.nproc;
     let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut header: Vec<String> = Vec::new();
 
+    if !args.transfers {
+        header.extend(load_storm_authorize(
+            args,
+            &runtime,
+            &host,
+            vault_bin,
+            authorize_bin,
+            &mut rows,
+            &mut warnings,
+        )?);
+        // ---- 5: binary sizes.
+        for bin in [authorize_bin, vault_bin] {
+            let name = bin
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match bins::size_and_symbols(bin) {
+                Ok((bytes, symbols)) => rows.push(vec![
+                    "5 binary size".into(),
+                    name,
+                    format!("{:.2} MB", bytes as f64 / 1e6),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!(
+                        "{} bytes; {}",
+                        grouped(bytes),
+                        match symbols {
+                            Some(false) => "stripped (no .symtab)",
+                            Some(true) => "NOT stripped (has .symtab)",
+                            None => "not an ELF64 file",
+                        }
+                    ),
+                ]),
+                Err(e) => rows.push(failed_row("5 binary size", &anyhow::anyhow!(e))),
+            }
+        }
+    }
+
+    // ---- 6: transfers.
+    if args.transfers || (TRANSFERS_BY_DEFAULT && !args.no_transfers) {
+        let size = args.transfer_size.unwrap_or(if args.quick {
+            transfer::QUICK_SIZE
+        } else {
+            transfer::DEFAULT_SIZE
+        });
+        match transfer::run(&runtime, vault_bin, size, &progress) {
+            Ok(figures) => {
+                header.extend(transfer_header(&figures));
+                rows.extend(transfer_rows(&figures));
+            }
+            Err(e) => rows.push(failed_row("6 transfer", &e)),
+        }
+    }
+
+    // ---- the table.
+    println!(
+        "vault-bench: token-vault {} release binaries in {}",
+        env!("CARGO_PKG_VERSION"),
+        bins::own_dir().display()
+    );
+    println!(
+        "machine: nproc {} | {} | {}",
+        host.nproc, host.cpu_model, host.kernel
+    );
+    for line in &header {
+        println!("{line}");
+    }
+    for w in &warnings {
+        println!("warning: {w}");
+    }
+    println!();
+    print!(
+        "{}",
+        render(
+            &[
+                "measurement",
+                "case",
+                "figure",
+                "p50 µs",
+                "p99 µs",
+                "max µs",
+                "notes"
+            ],
+            &rows,
+            &[2, 3, 4, 5]
+        )
+    );
+    println!();
+    println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Measurements 1 to 4, on a daemon of their own; rows go to `rows`, and
+/// the header lines that describe them come back.
+fn load_storm_authorize(
+    args: &Args,
+    runtime: &tokio::runtime::Runtime,
+    host: &machine::Machine,
+    vault_bin: &Path,
+    authorize_bin: &Path,
+    rows: &mut Vec<Vec<String>>,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Vec<String>> {
+    let seconds = if args.quick { 1 } else { args.seconds };
+    let measure = Duration::from_secs(seconds);
+    let warmup = (measure / 4).min(Duration::from_millis(500));
+    let client_threads = host.nproc;
     // ---- 1 and 2: steady load, vault and baseline interleaved.
     progress("starting the fake provider and the release daemon");
     let fake = FakeProvider::start(Style::Box);
@@ -167,7 +296,7 @@ fn run(args: &Args, vault_bin: &Path, authorize_bin: &Path) -> anyhow::Result<()
         on_base = kept;
         warmed?;
         for _ in 0..SLICES {
-            let ((kept, result), cpu) = measured(&runtime, vault.pid(), || {
+            let ((kept, result), cpu) = measured(runtime, vault.pid(), || {
                 load::steady(std::mem::take(&mut on_vault), token_path, slice)
             });
             on_vault = kept;
@@ -175,7 +304,7 @@ fn run(args: &Args, vault_bin: &Path, authorize_bin: &Path) -> anyhow::Result<()
             vault_requests += result.sent as usize;
             v.absorb(result);
             v_cpu = v_cpu.zip(cpu).map(|(a, b)| a + b);
-            let ((kept, result), cpu) = measured(&runtime, base.pid(), || {
+            let ((kept, result), cpu) = measured(runtime, base.pid(), || {
                 load::steady(std::mem::take(&mut on_base), base_path, slice)
             });
             on_base = kept;
@@ -350,81 +479,22 @@ fn run(args: &Args, vault_bin: &Path, authorize_bin: &Path) -> anyhow::Result<()
         Err(e) => rows.push(failed_row("  fake token endpoint alone", &e)),
     }
 
-    // ---- 5: binary sizes.
-    for bin in [authorize_bin, vault_bin] {
-        let name = bin
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        match bins::size_and_symbols(bin) {
-            Ok((bytes, symbols)) => rows.push(vec![
-                "5 binary size".into(),
-                name,
-                format!("{:.2} MB", bytes as f64 / 1e6),
-                String::new(),
-                String::new(),
-                String::new(),
-                format!(
-                    "{} bytes; {}",
-                    grouped(bytes),
-                    match symbols {
-                        Some(false) => "stripped (no .symtab)",
-                        Some(true) => "NOT stripped (has .symtab)",
-                        None => "not an ELF64 file",
-                    }
-                ),
-            ]),
-            Err(e) => rows.push(failed_row("5 binary size", &anyhow::anyhow!(e))),
-        }
-    }
     drop(base);
     drop(vault);
     drop(fake);
-
-    // ---- the table.
-    println!(
-        "vault-bench: token-vault {} release binaries in {}",
-        env!("CARGO_PKG_VERSION"),
-        bins::own_dir().display()
-    );
-    println!(
-        "machine: nproc {} | {} | {}",
-        host.nproc, host.cpu_model, host.kernel
-    );
-    println!(
-        "load: {seconds} s per measurement (after {} ms warm-up), in {SLICES} slices alternating vault and baseline; clients: hyper http1 keep-alive connections on one {client_threads}-thread tokio runtime in the bench process; latencies in µs",
-        warmup.as_millis()
-    );
-    println!(
-        "daemon under load: {} token requests sent, {} audit lines written, {} \"audit log queue is full\" warnings, {} WARN/ERROR log lines",
-        grouped(vault_requests as u64),
-        grouped(audited as u64),
-        dropped_warnings,
-        log_warnings
-    );
-    for w in &warnings {
-        println!("warning: {w}");
-    }
-    println!();
-    print!(
-        "{}",
-        render(
-            &[
-                "measurement",
-                "case",
-                "figure",
-                "p50 µs",
-                "p99 µs",
-                "max µs",
-                "notes"
-            ],
-            &rows,
-            &[2, 3, 4, 5]
-        )
-    );
-    println!();
-    println!("total bench time {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
+    Ok(vec![
+        format!(
+            "load: {seconds} s per measurement (after {} ms warm-up), in {SLICES} slices alternating vault and baseline; clients: hyper http1 keep-alive connections on one {client_threads}-thread tokio runtime in the bench process; latencies in µs",
+            warmup.as_millis()
+        ),
+        format!(
+            "daemon under load: {} token requests sent, {} audit lines written, {} \"audit log queue is full\" warnings, {} WARN/ERROR log lines",
+            grouped(vault_requests as u64),
+            grouped(audited as u64),
+            dropped_warnings,
+            log_warnings
+        ),
+    ])
 }
 
 /// CPU time used while a load ran, and the wall time.
@@ -545,4 +615,226 @@ fn first_line(text: &str) -> String {
         .chars()
         .take(160)
         .collect()
+}
+
+/// KiB as MiB, one decimal.
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// The header lines that say how the transfers were made.
+fn transfer_header(f: &Figures) -> Vec<String> {
+    vec![
+        format!(
+            "transfers: {} ({} bytes) each way and route, from a generated file (writing and hashing it took {:.1} s); MB/s = 10^6 bytes/s over the wall time from the request's start to the upload's answer (committed) or the download's last byte (hashed); an untimed `sync` before each transfer ({:.1} s in all); uploads once per route (vault first), downloads {} times per route, alternating, median shown",
+            transfer::size_label(f.size),
+            grouped(f.size),
+            f.generate.as_secs_f64(),
+            f.syncs.as_secs_f64(),
+            transfer::DOWNLOAD_ROUNDS
+        ),
+        "transfers, the fake: it stores every upload on disk in $TMPDIR and hashes it (Box SHA-1 + SHA-256, Dropbox content hash + SHA-256; a session's commit or finish copies its parts into one file), so both routes pay its disk writes and hashing alike; its Box commit 202 (\"still processing\", Retry-After 1 s) is off; it runs inside the bench process, its CPU counted apart".into(),
+        "transfers, direct: reqwest over loopback TCP with the bearer token seed_tokens issued, the vault's own requests for that size, bodies streamed (chunked) from the file as the vault streams its spool; no content-hash check (the vault's Dropbox upload computes one, Box's SHA-1s are the protocol's)".into(),
+    ]
+}
+
+/// The rows of measurement 6.
+fn transfer_rows(f: &Figures) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (style, label) in [(Style::Box, "Box"), (Style::Dropbox, "Dropbox")] {
+        for (direction, verb) in [
+            (Direction::Upload, "upload"),
+            (Direction::Download, "download"),
+        ] {
+            let what = format!("6 transfer {label} {verb}");
+            let mut rates = [None, None];
+            for (i, (route, case)) in [
+                (Route::Vault, "vault (UDS)"),
+                (Route::Direct, "direct to fake"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let legs = f.legs_of(style, direction, route);
+                let (row, rate) = transfer_row(&what, case, route, &legs);
+                rows.extend(row);
+                rates[i] = rate;
+            }
+            if let [Some(v), Some(d)] = rates {
+                let ratio = v / d.max(f64::MIN_POSITIVE);
+                rows.push(vec![
+                    "  vault / direct".into(),
+                    format!("{label} {verb}"),
+                    format!("{ratio:.3}"),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!(
+                        "goal ≥ {GOAL_RATIO}: {}",
+                        if ratio >= GOAL_RATIO {
+                            "met"
+                        } else {
+                            "NOT met"
+                        }
+                    ),
+                ]);
+            }
+        }
+    }
+    let memory = "6 transfer vault memory";
+    if let Some(kib) = f.rss_before_kib {
+        rows.push(vec![
+            memory.into(),
+            "VmRSS before".into(),
+            mib(kib),
+            String::new(),
+            String::new(),
+            String::new(),
+            "after the daemon's start and the first import, before any transfer".into(),
+        ]);
+    }
+    if let Some(peak) = f.peak_hwm_kib() {
+        let mut per_transfer = Vec::new();
+        for (style, label) in [(Style::Box, "Box"), (Style::Dropbox, "Dropbox")] {
+            for (direction, verb) in [(Direction::Upload, "up"), (Direction::Download, "down")] {
+                for (route, way) in [(Route::Vault, "vault"), (Route::Direct, "direct")] {
+                    let highest = f
+                        .legs_of(style, direction, route)
+                        .iter()
+                        .filter_map(|l| l.outcome.as_ref().ok()?.daemon_hwm_kib)
+                        .max();
+                    if let Some(kib) = highest {
+                        per_transfer.push(format!("{label} {verb} {way} {}", mib(kib)));
+                    }
+                }
+            }
+        }
+        let peak_mib = peak as f64 / 1024.0;
+        rows.push(vec![
+            memory.into(),
+            "peak RSS (VmHWM)".into(),
+            mib(peak),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!(
+                "goal ≤ {GOAL_PEAK_MIB} MiB: {}; the highest of: startup {}; {} {}",
+                if peak_mib <= GOAL_PEAK_MIB {
+                    "met"
+                } else {
+                    "NOT met"
+                },
+                f.startup_hwm_kib.map(mib).unwrap_or_else(|| "?".into()),
+                if f.hwm_reset {
+                    "per transfer (reset before each with /proc/PID/clear_refs; the daemon idles during direct ones):"
+                } else {
+                    "after each transfer (clear_refs refused, so since the start):"
+                },
+                per_transfer.join(", ")
+            ),
+        ]);
+    }
+    if let Some(kib) = f.rss_after_kib {
+        rows.push(vec![
+            memory.into(),
+            "VmRSS after".into(),
+            mib(kib),
+            String::new(),
+            String::new(),
+            String::new(),
+            "after the last transfer".into(),
+        ]);
+    }
+    rows
+}
+
+/// The row of one route of one transfer: its median run (of the runs whose
+/// bytes checked out), with every run's rate when there are several; and
+/// that median rate.
+fn transfer_row(
+    what: &str,
+    case: &str,
+    route: Route,
+    legs: &[&transfer::Leg],
+) -> (Option<Vec<String>>, Option<f64>) {
+    let mut good: Vec<&transfer::Timed> = legs
+        .iter()
+        .filter_map(|l| l.outcome.as_ref().ok())
+        .filter(|t| t.check.is_ok())
+        .collect();
+    let mut problems: Vec<String> = legs
+        .iter()
+        .filter_map(|l| match &l.outcome {
+            Err(e) => Some(first_line(e)),
+            Ok(t) => t
+                .check
+                .as_ref()
+                .err()
+                .map(|e| format!("CHECK FAILED: {}", first_line(e))),
+        })
+        .collect();
+    good.sort_by(|a, b| a.mb_per_sec().total_cmp(&b.mb_per_sec()));
+    let Some(t) = good.get(good.len().saturating_sub(1) / 2).copied() else {
+        if legs.is_empty() {
+            return (None, None);
+        }
+        let row = vec![
+            what.into(),
+            case.into(),
+            "failed".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            problems.join("; "),
+        ];
+        return (Some(row), None);
+    };
+    let mut notes = Vec::new();
+    if legs.len() > 1 {
+        let all: Vec<String> = good
+            .iter()
+            .map(|g| format!("{:.0}", g.mb_per_sec()))
+            .collect();
+        notes.push(format!(
+            "median of {} runs (MB/s: {}), alternating with the other route",
+            good.len(),
+            all.join(", ")
+        ));
+    }
+    notes.push(format!("{:.2} s", t.wall.as_secs_f64()));
+    notes.push("SHA-256 ok".into());
+    if !problems.is_empty() {
+        problems.insert(
+            0,
+            format!("{} of {} runs failed", problems.len(), legs.len()),
+        );
+        notes.push(problems.join(": "));
+    }
+    // CPU times have a 10 ms resolution: meaningless for a short transfer.
+    if let Some(cpu) = t.cpu.filter(|_| t.wall >= Duration::from_millis(200)) {
+        let wall = t.wall.as_secs_f64().max(f64::MIN_POSITIVE);
+        notes.push(format!(
+            "CPU s: vault {:.2}, fake {:.2}, client {:.2}; cores busy {:.2}",
+            cpu.vault.as_secs_f64(),
+            cpu.fake.as_secs_f64(),
+            cpu.client.as_secs_f64(),
+            cpu.machine.as_secs_f64() / wall
+        ));
+    }
+    if route == Route::Vault {
+        if let Some(kib) = t.daemon_hwm_kib {
+            notes.push(format!("daemon VmHWM {}", mib(kib)));
+        }
+    }
+    notes.push(t.how.clone());
+    let row = vec![
+        what.into(),
+        case.into(),
+        format!("{:.1} MB/s", t.mb_per_sec()),
+        String::new(),
+        String::new(),
+        String::new(),
+        notes.join("; "),
+    ];
+    (Some(row), Some(t.mb_per_sec()))
 }

@@ -37,6 +37,8 @@
 
 mod api;
 mod box_files;
+mod counted;
+mod device;
 mod dropbox_files;
 #[cfg(test)]
 mod files_tests;
@@ -61,6 +63,8 @@ use axum::Router;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use storage::Files;
+
+pub use device::{DeviceAnswer, DevicePoll};
 
 /// Which provider's behaviour the fake imitates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +98,34 @@ pub enum Fault {
     /// Never answer. The request stays open until the client gives up or the
     /// fake is dropped; other requests are served meanwhile.
     Hang,
+    /// HTTP 200 `application/json` whose body is not JSON (a half-written
+    /// object with junk bytes after it). Transient. The body quotes a
+    /// canary token (among [`FakeProvider::issued_secrets`]) that must
+    /// never be logged.
+    GarbageJson,
+    /// An HTML page with this status, as a captive portal (200) or a proxy
+    /// in trouble (502) serves; it quotes a canary token. Transient.
+    HtmlPage {
+        /// The HTTP status of the page.
+        status: u16,
+    },
+    /// HTTP 200 with `Content-Length` of a whole token response, then the
+    /// connection drops after half of it. Transient.
+    TruncatedBody,
+    /// HTTP 200 with a JSON object that has no `access_token` (but a canary
+    /// `refresh_token`, which must not be stored). Transient.
+    MissingFields,
+    /// HTTP 200 with a well-formed token response padded to this many
+    /// bytes (say 10 MB): a client must refuse it without reading it all.
+    Oversized {
+        /// The body's size in bytes.
+        bytes: usize,
+    },
+    /// Box: carry out the refresh (the presented refresh token is rotated
+    /// away and a new one issued), then never answer, as when the reply is
+    /// lost in transit or the client dies before it arrives. The client is
+    /// left holding a dead refresh token; for the crash soak.
+    RotateThenHang,
 }
 
 /// A failure injected into the file and who-am-I APIs with
@@ -134,8 +166,9 @@ pub struct Counters {
     /// Requests to the token endpoint, whatever their outcome (injected
     /// faults included).
     pub token_requests: u64,
-    /// Token endpoint answers that were not 200, injected faults included
-    /// (except [`Fault::Hang`], which never answers).
+    /// Token endpoint answers that carried no token: errors, and injected
+    /// faults (broken 200s too), except [`Fault::Hang`] and
+    /// [`Fault::RotateThenHang`], which never answer.
     pub token_errors: u64,
     /// Code exchanges whose PKCE `code_verifier` matched the recorded
     /// challenge (and that succeeded).
@@ -164,6 +197,8 @@ pub struct FakeProvider {
     shared: Shared,
     style: Style,
     addr: SocketAddr,
+    /// Client connections open right now (see [`FakeProvider::open_connections`]).
+    open_connections: Arc<std::sync::atomic::AtomicUsize>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -222,6 +257,10 @@ pub(crate) struct Grant {
     pub account: Account,
     pub scope: String,
     pub revoked: bool,
+    /// Successful `refresh_token` grants on this grant.
+    pub refreshes: u64,
+    /// The access token issued last on this grant.
+    pub latest_access: Option<String>,
 }
 
 pub(crate) struct AccessToken {
@@ -266,6 +305,8 @@ pub(crate) struct State {
     pub token_delay: Duration,
     /// The file APIs' store, sessions, settings and queued faults.
     pub files: Files,
+    /// The device authorization grant's codes, script and recorded polls.
+    pub device: device::DeviceState,
     rng: SystemRandom,
 }
 
@@ -291,6 +332,7 @@ impl State {
             refresh_chain_breaks: 0,
             token_delay: Duration::ZERO,
             files: Files::new(style),
+            device: device::DeviceState::default(),
             rng: SystemRandom::new(),
         }
     }
@@ -352,6 +394,8 @@ impl State {
             account,
             scope,
             revoked: false,
+            refreshes: 0,
+            latest_access: None,
         });
         self.grants.len() - 1
     }
@@ -362,6 +406,7 @@ impl State {
         let expires_at = Instant::now() + Duration::from_secs(lifetime);
         self.access_tokens
             .insert(token.clone(), AccessToken { grant, expires_at });
+        self.grants[grant].latest_access = Some(token.clone());
         token
     }
 
@@ -442,12 +487,14 @@ impl FakeProvider {
             .build()
             .expect("the fake provider can build a tokio runtime");
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let open_connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let open = open_connections.clone();
         let thread = std::thread::Builder::new()
             .name(format!("fake-provider-{}", addr.port()))
             .spawn(move || {
                 runtime.block_on(async move {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
+                        Ok(inner) => counted::CountedListener { inner, open },
                         Err(e) => {
                             eprintln!("fake provider: cannot use its listener: {e}");
                             return;
@@ -471,6 +518,7 @@ impl FakeProvider {
             shared,
             style,
             addr,
+            open_connections,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
@@ -577,6 +625,19 @@ impl FakeProvider {
         self.state().faults.push_back(fault);
     }
 
+    /// How many queued token faults no request has taken yet.
+    pub fn pending_token_faults(&self) -> usize {
+        self.state().faults.len()
+    }
+
+    /// Drops every queued token fault; returns how many there were.
+    pub fn clear_token_faults(&self) -> usize {
+        let mut st = self.state();
+        let n = st.faults.len();
+        st.faults.clear();
+        n
+    }
+
     /// The next `/oauth2/authorize` request with a valid client and redirect
     /// URI redirects back with `error=access_denied`, as when the user clicks
     /// "Deny".
@@ -634,6 +695,31 @@ impl FakeProvider {
     /// new token, or two clients racing on one token). Always 0 for Dropbox.
     pub fn refresh_chain_breaks(&self) -> u64 {
         self.state().refresh_chain_breaks
+    }
+
+    /// How many successful refreshes the grant of `refresh_token` (any
+    /// refresh token it ever had, rotated or not) has seen; `None` for an
+    /// unknown token. For Box this is how many times its chain rotated.
+    pub fn grant_refreshes(&self, refresh_token: &str) -> Option<u64> {
+        let st = self.state();
+        let grant = st.refresh_tokens.get(refresh_token)?.grant;
+        Some(st.grants[grant].refreshes)
+    }
+
+    /// The access token issued last on the grant of `refresh_token` (see
+    /// [`grant_refreshes`](Self::grant_refreshes)).
+    pub fn latest_access_token(&self, refresh_token: &str) -> Option<String> {
+        let st = self.state();
+        let grant = st.refresh_tokens.get(refresh_token)?.grant;
+        st.grants[grant].latest_access.clone()
+    }
+
+    /// How many client connections the fake has open right now. Once a
+    /// client process is dead and this is 0, every request it sent has been
+    /// answered or abandoned: nothing of it can still change the fake.
+    pub fn open_connections(&self) -> usize {
+        self.open_connections
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     // ------------------------------------------------------------ file APIs
@@ -759,7 +845,9 @@ impl Drop for FakeProvider {
 fn router(style: Style, shared: Shared) -> Router {
     let common = Router::new()
         .route("/oauth2/authorize", get(oauth::authorize))
-        .route("/oauth2/token", post(oauth::token));
+        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/device/code", post(device::authorize))
+        .route("/oauth2/device", get(device::page));
     let styled = match style {
         Style::Box => common
             .route("/oauth2/revoke", post(oauth::revoke_box))

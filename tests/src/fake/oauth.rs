@@ -203,7 +203,7 @@ fn html_escape(s: &str) -> String {
 // ---------------------------------------------------------------- token
 
 /// An OAuth error answer from the token or revoke endpoint.
-struct OAuthError {
+pub(super) struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
@@ -212,7 +212,7 @@ struct OAuthError {
 }
 
 impl OAuthError {
-    fn new(error: &'static str, description: impl Into<String>) -> OAuthError {
+    pub(super) fn new(error: &'static str, description: impl Into<String>) -> OAuthError {
         OAuthError {
             status: StatusCode::BAD_REQUEST,
             error,
@@ -286,18 +286,31 @@ pub(super) async fn token(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let (style, fault) = {
+    let (style, fault, canary) = {
         let mut st = lock(&shared);
         st.counters.token_requests += 1;
         st.last_token_form = Some(form.clone());
         let fault = st.faults.pop_front();
-        if matches!(fault, Some(ref f) if *f != Fault::Hang) {
+        if matches!(fault, Some(ref f) if !matches!(f, Fault::Hang | Fault::RotateThenHang)) {
             st.counters.token_errors += 1;
         }
-        (st.style, fault)
+        if fault == Some(Fault::RotateThenHang) {
+            // The refresh is carried out; only its answer is lost.
+            let _ = token_inner(&mut st, &headers, &form);
+        }
+        // A token-like string the broken answers quote: a client that logs
+        // or repeats a body it could not use leaks it, and the sweep sees it.
+        let canary = match fault {
+            Some(_) => {
+                let prefix = format!("{}-canary-", st.token_prefix());
+                st.new_secret(&prefix)
+            }
+            None => String::new(),
+        };
+        (st.style, fault, canary)
     };
     if let Some(fault) = fault {
-        return fault_response(style, fault).await;
+        return fault_response(style, fault, &canary).await;
     }
     let mut st = lock(&shared);
     match token_inner(&mut st, &headers, &form) {
@@ -309,7 +322,7 @@ pub(super) async fn token(
     }
 }
 
-async fn fault_response(style: Style, fault: Fault) -> Response {
+async fn fault_response(style: Style, fault: Fault, canary: &str) -> Response {
     match fault {
         Fault::ServerError => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -349,10 +362,74 @@ async fn fault_response(style: Style, fault: Fault) -> Response {
             "The provided authorization grant is invalid, expired, or revoked",
         )
         .into_response(),
-        Fault::Hang => {
+        Fault::Hang | Fault::RotateThenHang => {
             // Cancelled when the fake shuts down (its runtime is dropped).
             tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        Fault::GarbageJson => {
+            let mut body =
+                format!(r#"{{"access_token":"{canary}","token_type":bearer,,"expires_in":"#)
+                    .into_bytes();
+            body.extend_from_slice(b"\x00\xff\xfe\x1b[31m}}");
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+        Fault::HtmlPage { status } => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            format!(
+                "<!DOCTYPE html>\n<html><head><title>Sign in to the network</title></head>\
+                 <body><h1>Network login required</h1><form method=post>\
+                 <input type=hidden name=session value=\"{canary}\"></form></body></html>\n"
+            ),
+        )
+            .into_response(),
+        Fault::TruncatedBody => {
+            let whole = json!({
+                "access_token": canary,
+                "expires_in": 3600,
+                "token_type": "bearer",
+                "refresh_token": canary,
+            })
+            .to_string();
+            let half = axum::body::Bytes::from(whole.as_bytes()[..whole.len() / 2].to_vec());
+            // Half the body, a pause so it is flushed, then the connection drops.
+            let first = futures_util::stream::iter([Ok::<_, std::io::Error>(half)]);
+            let then_drop = futures_util::stream::once(async {
+                tokio::task::yield_now().await;
+                Err(std::io::Error::other("the connection dropped"))
+            });
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/json".to_owned()),
+                    (header::CONTENT_LENGTH, whole.len().to_string()),
+                ],
+                axum::body::Body::from_stream(futures_util::StreamExt::chain(first, then_drop)),
+            )
+                .into_response()
+        }
+        Fault::MissingFields => no_store_json(json!({
+            "token_type": "bearer",
+            "expires_in": 3600,
+            "refresh_token": canary,
+        })),
+        Fault::Oversized { bytes } => {
+            let head = format!(
+                r#"{{"access_token":"{canary}","token_type":"bearer","expires_in":3600,"padding":""#
+            );
+            let tail = r#""}"#;
+            let mut body = String::with_capacity(bytes.max(head.len() + tail.len()));
+            body.push_str(&head);
+            let pad = bytes.saturating_sub(head.len() + tail.len());
+            body.extend(std::iter::repeat_n('x', pad));
+            body.push_str(tail);
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
     }
 }
@@ -371,6 +448,10 @@ fn token_inner(
             "Invalid grant_type parameter or parameter missing",
         ));
     };
+    if grant_type == super::device::GRANT_TYPE {
+        // Public clients poll with their id alone (RFC 8628 §3.4).
+        return super::device::token(st, &p);
+    }
     let client_id = authenticate_client(st, headers, &p)?;
     match (grant_type, st.style) {
         ("authorization_code", _) => exchange_code(st, &client_id, &p),
@@ -524,6 +605,8 @@ fn exchange_code(st: &mut State, client_id: &str, p: &Params<'_>) -> Result<Valu
                 "code_verifier is required: the authorization used a code_challenge",
             ));
         };
+        // As secret as the code: the sweeps look for it too.
+        st.issued.push(verifier.to_owned());
         if !is_valid_verifier(verifier) {
             return Err(OAuthError::invalid_grant(
                 "invalid code_verifier: it must be 43 to 128 characters of [A-Za-z0-9-._~]",
@@ -606,6 +689,7 @@ fn refresh(st: &mut State, client_id: &str, p: &Params<'_>) -> Result<Value, OAu
     let lifetime = st.access_lifetime;
     let access = st.issue_access(grant, lifetime);
     st.counters.refreshes += 1;
+    st.grants[grant].refreshes += 1;
     Ok(token_body(st, grant, access, new_refresh))
 }
 
@@ -645,7 +729,12 @@ fn client_credentials(
 }
 
 /// The provider's token response, exactly as `providers.md` gives it.
-fn token_body(st: &State, grant: usize, access: String, refresh: Option<String>) -> Value {
+pub(super) fn token_body(
+    st: &State,
+    grant: usize,
+    access: String,
+    refresh: Option<String>,
+) -> Value {
     let mut body = Map::new();
     body.insert("access_token".into(), access.into());
     body.insert("expires_in".into(), st.access_lifetime.into());

@@ -5,9 +5,12 @@
 //! admin rule) before doing anything, and every error is the JSON shape of
 //! `interface.md`. The API uses the engine; the engine never sees HTTP.
 
+mod authorize;
 mod error;
+mod guard;
 pub mod peer;
 mod routes;
+pub mod server;
 mod transfer;
 
 use crate::audit::{Audit, AuditLine};
@@ -37,6 +40,8 @@ pub struct AppState {
     pub daemon_uid: u32,
     pub audit: Audit,
     pub shutting_down: Arc<AtomicBool>,
+    /// Pending authorizations and the recipient key (`token-vault authorize`, sealed blobs).
+    pub authorizations: Arc<crate::pending::Authorizations>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -62,8 +67,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/connections/{name}/content",
             get(transfer::download).merge(put(transfer::upload).layer(DefaultBodyLimit::disable())),
         )
+        .merge(authorize::routes())
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn(guard::guard))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             audit_and_gate,
@@ -79,6 +86,10 @@ async fn audit_and_gate(
     next: Next,
 ) -> Response {
     let (connection, operation) = describe(request.method().as_str(), request.uri().path());
+    let exists = |name: &str| state.engine.registry().get(name).is_some();
+    // A name that names no connection (before or after the request) is not
+    // audited: a caller may have typed anything there, a token included.
+    let existed = connection.as_deref().is_some_and(exists);
     let started = std::time::Instant::now();
     let response = if state.shutting_down.load(Ordering::Relaxed) {
         ApiError::new(
@@ -95,6 +106,7 @@ async fn audit_and_gate(
         .metrics
         .request(&operation, status, started.elapsed().as_secs_f64());
     if operation != "health" && operation != "metrics" {
+        let connection = connection.filter(|name| existed || exists(name));
         state.audit.record(AuditLine::new(
             peer.uid,
             peer.pid,
@@ -106,6 +118,10 @@ async fn audit_and_gate(
     response
 }
 
+/// The routes under `/v1/connections/{name}/`, by their last segment.
+const CONNECTION_OPERATIONS: [&str; 6] =
+    ["token", "refresh", "whoami", "items", "folders", "content"];
+
 /// The audited connection name and operation of a request.
 fn describe(method: &str, path: &str) -> (Option<String>, String) {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -114,6 +130,9 @@ fn describe(method: &str, path: &str) -> (Option<String>, String) {
         ["v1", "health"] => (None, "health".into()),
         ["metrics"] => (None, "metrics".into()),
         ["v1", "connections"] => (None, "list".into()),
+        ["v1", "authorizations", ..] | ["v1", "recipient"] => {
+            (None, authorize::operation(method, &segments))
+        }
         ["v1", "connections", name] => (
             Some(clip(name)),
             match method {
@@ -124,7 +143,16 @@ fn describe(method: &str, path: &str) -> (Option<String>, String) {
             }
             .into(),
         ),
-        ["v1", "connections", name, op] => (Some(clip(name)), clip(op)),
+        // Only known operations: neither the audit log nor the metrics'
+        // labels may carry (or be grown without bound by) what a caller typed.
+        ["v1", "connections", name, op] => (
+            Some(clip(name)),
+            CONNECTION_OPERATIONS
+                .iter()
+                .find(|known| *known == op)
+                .map_or("unknown", |known| *known)
+                .into(),
+        ),
         _ => (None, "unknown".into()),
     }
 }

@@ -149,6 +149,7 @@ pub async fn import(
             e.column()
         ))
     })?;
+    let req = super::authorize::unseal(&state, req)?;
     let (connection, warnings, created) = state.engine.import(&name, req).await?;
     let status = if created {
         StatusCode::CREATED

@@ -63,7 +63,12 @@ pub fn build_request(
     paste: Secret,
     client_secret: Option<Secret>,
 ) -> anyhow::Result<ImportRequest> {
-    if let Err(e) = TokenBlob::parse(paste.expose()) {
+    if shared::sealed::is_sealed(paste.expose()) {
+        // Only the daemon holds the key to open it; check its shape here.
+        if let Err(e) = shared::sealed::SealedBlob::parse(paste.expose()) {
+            bail!("nothing was imported: {e}");
+        }
+    } else if let Err(e) = TokenBlob::parse(paste.expose()) {
         bail!("nothing was imported: {e}");
     }
     let endpoints = EndpointOverrides {

@@ -6,6 +6,9 @@
 //! `main`), so `$(token-vault token NAME)` is never an error text. Nothing
 //! secret is printed except by `token`, whose job it is, and only on stdout.
 
+pub mod authorize;
+pub mod completions;
+pub mod exec;
 pub mod files;
 pub mod import;
 pub mod remove;
@@ -30,6 +33,8 @@ pub async fn dispatch(client: &VaultClient, command: Command) -> anyhow::Result<
     match command {
         Command::Serve(_) => anyhow::bail!("`serve` is the daemon, not a client command"),
         Command::Import(args) => run_import(client, &args).await,
+        Command::Authorize(args) => authorize::run_authorize(client, &args).await,
+        Command::Recipient => authorize::run_recipient(client).await,
         Command::List(args) => run_list(client, args.json).await,
         Command::Status(args) => run_status(client, &args.name, args.json).await,
         Command::Test(args) => run_test(client, &args.name).await,
@@ -41,6 +46,8 @@ pub async fn dispatch(client: &VaultClient, command: Command) -> anyhow::Result<
         Command::Get(args) => run_get(client, &args.remote, &args.local, args.quiet).await,
         Command::Mkdir(args) => run_mkdir(client, &args.remote).await,
         Command::Rm(args) => run_rm(client, &args.remote, args.recursive).await,
+        Command::Exec(args) => exec::run_exec(client, &args.name, &args.command).await,
+        Command::Completions(args) => completions::run_completions(args.shell),
     }
 }
 

@@ -157,7 +157,7 @@ pub fn load_key(
     state_dir: &Path,
 ) -> Result<(VaultKey, KeySource), KeyError> {
     if let Some(path) = key_file {
-        return match read_key_file(path)? {
+        return match read_key_file(path, 0o077)? {
             Some(key) => Ok((key, KeySource::KeyFile(path.to_owned()))),
             None => Err(KeyError::Read {
                 path: path.to_owned(),
@@ -167,19 +167,24 @@ pub fn load_key(
     }
     if let Some(dir) = credentials_dir {
         let path = dir.join(CREDENTIAL_NAME);
-        if let Some(key) = read_key_file(&path)? {
+        // systemd grants the service's user read access to a credential
+        // (mode 0400) with an ACL where the file system has them, and an ACL
+        // shows as group bits (0440): the credentials directory is the
+        // service's alone, so only bits for others are refused there.
+        if let Some(key) = read_key_file(&path, 0o007)? {
             return Ok((key, KeySource::Credential(path)));
         }
     }
     let path = state_dir.join(KEY_FILE_NAME);
-    if let Some(key) = read_key_file(&path)? {
+    if let Some(key) = read_key_file(&path, 0o077)? {
         return Ok((key, KeySource::StateDir(path)));
     }
     generate_key_file(state_dir, path)
 }
 
-/// Reads a key file; `Ok(None)` when there is no file at `path`.
-fn read_key_file(path: &Path) -> Result<Option<VaultKey>, KeyError> {
+/// Reads a key file; `Ok(None)` when there is no file at `path`. A mode
+/// with any of the `forbidden` bits is refused.
+fn read_key_file(path: &Path, forbidden: u32) -> Result<Option<VaultKey>, KeyError> {
     let read_err = |source| KeyError::Read {
         path: path.to_owned(),
         source,
@@ -204,7 +209,7 @@ fn read_key_file(path: &Path) -> Result<Option<VaultKey>, KeyError> {
         });
     }
     let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
+    if mode & forbidden != 0 {
         return Err(KeyError::Permissions {
             path: path.to_owned(),
             mode,
@@ -265,7 +270,7 @@ fn generate_key_file(state_dir: &Path, path: PathBuf) -> Result<(VaultKey, KeySo
             // Another process won the race; its key is the key. Dropping
             // `e` deletes our temp file.
             drop(e);
-            return match read_key_file(&path)? {
+            return match read_key_file(&path, 0o077)? {
                 Some(existing) => Ok((existing, KeySource::StateDir(path))),
                 None => Err(create_err(io::Error::from(io::ErrorKind::AlreadyExists))),
             };
@@ -448,7 +453,20 @@ mod tests {
 
         let (key, source) = load_key(None, Some(&creds), &state).unwrap();
         let cred = creds.join(CREDENTIAL_NAME);
-        assert_eq!((key.expose()[0], source), (2, KeySource::Credential(cred)));
+        assert_eq!(
+            (key.expose()[0], source),
+            (2, KeySource::Credential(cred.clone()))
+        );
+        // A credential readable through an ACL (newer systemd) shows 0440:
+        // accepted; bits for others never are.
+        fs::set_permissions(&cred, fs::Permissions::from_mode(0o440)).unwrap();
+        assert!(load_key(None, Some(&creds), &state).is_ok());
+        fs::set_permissions(&cred, fs::Permissions::from_mode(0o404)).unwrap();
+        assert!(matches!(
+            load_key(None, Some(&creds), &state).unwrap_err(),
+            KeyError::Permissions { mode: 0o404, .. }
+        ));
+        fs::set_permissions(&cred, fs::Permissions::from_mode(0o400)).unwrap();
 
         let (key, source) = load_key(None, None, &state).unwrap();
         let own = state.join(KEY_FILE_NAME);

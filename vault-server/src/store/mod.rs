@@ -24,6 +24,7 @@
 //! token.
 
 mod codec;
+mod etcd;
 mod file;
 mod key;
 mod memory;
@@ -34,6 +35,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub use codec::{RecordCodec, RecordError, MAGIC};
+pub use etcd::{parse_store_url, EtcdStore};
 pub use file::{FileStore, RECORD_EXTENSION};
 pub use key::{load_key, KeyError, KeySource, VaultKey, CREDENTIAL_NAME, KEY_FILE_NAME, KEY_LEN};
 pub use memory::MemoryStore;
@@ -71,6 +73,69 @@ pub trait Store: Send + Sync + 'static {
     fn location(&self, name: &str) -> String {
         format!("connection {name:?} in the {}", self.describe())
     }
+
+    /// Whether other vaults share this store (and so refreshes need its lock).
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Why the store cannot be reached right now, if it cannot.
+    fn problem(&self) -> Option<String> {
+        None
+    }
+
+    /// `load`, with the stored revision for a later `put_if_unchanged`
+    /// (`None` for stores without revisions).
+    async fn load_revision(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Result<Record, RecordError>, Option<i64>)>, StoreError> {
+        Ok(self.load(name).await?.map(|r| (r, None)))
+    }
+
+    /// `put`, but only if the record is still at `revision` (a
+    /// compare-and-swap); stores without revisions just `put`.
+    async fn put_if_unchanged(
+        &self,
+        record: &Record,
+        _revision: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.put(record).await
+    }
+
+    /// A cluster-wide lock on `name` for one refresh; `None` for a store
+    /// that only this vault uses (its in-process lock is enough).
+    async fn lock(&self, _name: &str) -> Result<Option<Box<dyn RefreshLock>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Changes made by other vaults, as they happen; `None` for a store
+    /// nobody else writes.
+    async fn watch(&self) -> Result<Option<tokio::sync::mpsc::Receiver<StoreChange>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A held cluster-wide refresh lock.
+#[async_trait::async_trait]
+pub trait RefreshLock: Send {
+    async fn release(self: Box<Self>);
+}
+
+/// A change to a shared store, seen by its watchers.
+#[derive(Debug)]
+// Changes are rare and short-lived; boxing the record would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum StoreChange {
+    Put {
+        name: String,
+        record: Result<Record, RecordError>,
+    },
+    Delete {
+        name: String,
+    },
+    /// Everything there is, after a gap in the watch.
+    Snapshot(Vec<(String, Result<Record, RecordError>)>),
 }
 
 /// A failure of the store itself (as opposed to one unreadable record).
@@ -83,6 +148,12 @@ pub enum StoreError {
     /// A record could not be serialised or encrypted.
     #[error("cannot seal the record: {0}")]
     Seal(String),
+    /// A shared store that cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A compare-and-swap found the record changed by someone else.
+    #[error("{0}")]
+    Conflict(String),
     /// The name cannot be a connection name, so it is never turned into a path.
     #[error(
         "invalid connection name {0:?}: use 1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -"
