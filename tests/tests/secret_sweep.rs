@@ -10,6 +10,7 @@
 //! by a client, `invalid_grant` and re-import; transient and broken
 //! provider answers; who-am-I; transfers small and chunked, with 401s and
 //! 429s mid-upload; errors of every kind; remove with revoke; a clean stop.
+//! `SWEEP_KEEP_LOG=FILE` keeps the daemon's trace log for a look.
 
 use std::io::Write;
 use std::path::Path;

@@ -11,7 +11,7 @@
 use crate::http::{read_limited, HttpClient};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::Deserialize;
-use shared::{ClientAuth, Provider, Secret, TokenBlob};
+use shared::{Provider, Secret, TokenBlob};
 use std::time::Duration;
 
 /// RFC 8628's grant type.
@@ -134,40 +134,14 @@ async fn token_request(
     provider: &Provider,
     client_id: &str,
     client_secret: Option<&Secret>,
-    mut form: Vec<(&str, &str)>,
+    form: Vec<(&str, &str)>,
 ) -> Answer {
-    let mut request = http.inner().post(&provider.endpoints.token);
-    match provider.client_auth {
-        ClientAuth::RequestBody => {
-            form.push(("client_id", client_id));
-            if let Some(s) = client_secret {
-                form.push(("client_secret", s.expose()));
-            }
-        }
-        ClientAuth::BasicAuth => {
-            request = request.basic_auth(client_id, client_secret.map(Secret::expose));
-        }
+    match crate::oauth::post_token_form(http, provider, client_id, client_secret, form, MAX_ANSWER)
+        .await
+    {
+        Ok(answer) => classify(answer.status, answer.retry_after, &answer.body),
+        Err(failure) => Answer::Transient(failure.reason),
     }
-    let response = match request.form(&form).send().await {
-        Ok(r) => r,
-        Err(e) => {
-            return Answer::Transient(format!(
-                "cannot reach the token endpoint: {}",
-                crate::http::describe(&e)
-            ))
-        }
-    };
-    let status = response.status().as_u16();
-    let retry_after = crate::http::retry_after(response.headers());
-    let body = match read_limited(response, MAX_ANSWER).await {
-        Ok(b) => zeroize::Zeroizing::new(b),
-        Err(reason) => {
-            return Answer::Transient(format!(
-                "the token endpoint answered HTTP {status}, {reason}"
-            ))
-        }
-    };
-    classify(status, retry_after, &body)
 }
 
 fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Answer {

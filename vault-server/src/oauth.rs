@@ -62,10 +62,52 @@ pub async fn refresh(
     client_secret: Option<&Secret>,
     refresh_token: &Secret,
 ) -> RefreshOutcome {
-    let mut form: Vec<(&str, &str)> = vec![
+    let form: Vec<(&str, &str)> = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.expose()),
     ];
+    match post_token_form(
+        http,
+        provider,
+        client_id,
+        client_secret,
+        form,
+        MAX_TOKEN_RESPONSE,
+    )
+    .await
+    {
+        Ok(answer) => classify(answer.status, answer.retry_after, &answer.body),
+        Err(failure) => RefreshOutcome::TransitoryError {
+            reason: failure.reason,
+            retry_after: failure.retry_after,
+        },
+    }
+}
+
+/// A token endpoint's raw answer. The body may hold tokens: it is zeroed on drop.
+pub(crate) struct TokenAnswer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: zeroize::Zeroizing<Vec<u8>>,
+}
+
+/// Why no answer could be read: always transitory.
+pub(crate) struct NoAnswer {
+    pub reason: String,
+    pub retry_after: Option<Duration>,
+}
+
+/// POSTs `form` to the provider's token endpoint with the provider's client
+/// authentication, reading at most `limit` bytes of the answer. Shared by
+/// every grant (refresh, code, device), so they authenticate alike.
+pub(crate) async fn post_token_form(
+    http: &HttpClient,
+    provider: &Provider,
+    client_id: &str,
+    client_secret: Option<&Secret>,
+    mut form: Vec<(&str, &str)>,
+    limit: usize,
+) -> Result<TokenAnswer, NoAnswer> {
     let mut request = http.inner().post(&provider.endpoints.token);
     match provider.client_auth {
         ClientAuth::RequestBody => {
@@ -78,30 +120,26 @@ pub async fn refresh(
             request = request.basic_auth(client_id, client_secret.map(Secret::expose));
         }
     }
-    let response = match request.form(&form).send().await {
-        Ok(r) => r,
-        Err(e) => {
-            return RefreshOutcome::TransitoryError {
-                reason: format!(
-                    "cannot reach the token endpoint: {}",
-                    crate::http::describe(&e)
-                ),
-                retry_after: None,
-            }
-        }
-    };
-    let status = response.status();
+    let response = request.form(&form).send().await.map_err(|e| NoAnswer {
+        reason: format!(
+            "cannot reach the token endpoint: {}",
+            crate::http::describe(&e)
+        ),
+        retry_after: None,
+    })?;
+    let status = response.status().as_u16();
     let retry_after = crate::http::retry_after(response.headers());
-    let body = match read_limited(response, MAX_TOKEN_RESPONSE).await {
-        Ok(b) => b,
-        Err(reason) => {
-            return RefreshOutcome::TransitoryError {
-                reason: format!("the token endpoint answered HTTP {status}, {reason}"),
-                retry_after,
-            }
-        }
-    };
-    classify(status.as_u16(), retry_after, &body)
+    let body = read_limited(response, limit)
+        .await
+        .map_err(|reason| NoAnswer {
+            reason: format!("the token endpoint answered HTTP {status}, {reason}"),
+            retry_after,
+        })?;
+    Ok(TokenAnswer {
+        status,
+        retry_after,
+        body: zeroize::Zeroizing::new(body),
+    })
 }
 
 /// What a token endpoint's answer means.

@@ -6,7 +6,7 @@
 //! or aborted, never left behind.
 
 use super::call::Caller;
-use super::{json_answer, read_body, status_error, Download, FileApi, ProviderCallError};
+use super::{account, read_body, status_error, Download, FileApi, ProviderCallError};
 use crate::http::HttpClient;
 use crate::transfer::path::RemotePath;
 use crate::transfer::spool::{hex, Incoming, Sha1Observer, Spool};
@@ -41,20 +41,13 @@ pub async fn whoami(
     api: &str,
     token: &Secret,
 ) -> Result<WhoAmI, ProviderCallError> {
-    let details = json_answer(
-        http.inner()
-            .get(format!("{api}/users/me"))
-            .bearer_auth(token.expose())
-            .send()
-            .await,
+    account(
+        http.inner().get(format!("{api}/users/me")),
+        token,
+        "/name",
+        "/login",
     )
-    .await?;
-    let name = details.get("name").and_then(|v| v.as_str()).unwrap_or("?");
-    let login = details.get("login").and_then(|v| v.as_str()).unwrap_or("?");
-    Ok(WhoAmI {
-        account: format!("{name} <{login}>"),
-        details,
-    })
+    .await
 }
 
 /// A Box item as the path cache remembers it.

@@ -8,7 +8,7 @@
 
 use super::call::Caller;
 use super::{
-    expect_success, json_answer, read_body, status_error, Download, FileApi, ProviderCallError,
+    account, expect_success, read_body, status_error, Download, FileApi, ProviderCallError,
 };
 use crate::http::HttpClient;
 use crate::transfer::path::RemotePath;
@@ -35,26 +35,13 @@ pub async fn whoami(
     api: &str,
     token: &Secret,
 ) -> Result<WhoAmI, ProviderCallError> {
-    let details = json_answer(
-        http.inner()
-            .post(format!("{api}/users/get_current_account"))
-            .bearer_auth(token.expose())
-            .header(CONTENT_TYPE, "application/json")
-            // Dropbox wants the literal JSON `null` for "no argument".
-            .body("null")
-            .send()
-            .await,
-    )
-    .await?;
-    let name = details
-        .pointer("/name/display_name")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?");
-    let email = details.get("email").and_then(|v| v.as_str()).unwrap_or("?");
-    Ok(WhoAmI {
-        account: format!("{name} <{email}>"),
-        details,
-    })
+    let request = http
+        .inner()
+        .post(format!("{api}/users/get_current_account"))
+        .header(CONTENT_TYPE, "application/json")
+        // Dropbox wants the literal JSON `null` for "no argument".
+        .body("null");
+    account(request, token, "/name/display_name", "/email").await
 }
 
 /// Revokes the access token, which ends the whole grant at Dropbox.

@@ -1,6 +1,6 @@
 //! Google Drive: who-am-I (`GET /about?fields=user,storageQuota`).
 
-use super::{json_answer, ProviderCallError};
+use super::{account, ProviderCallError};
 use crate::http::HttpClient;
 use shared::api::WhoAmI;
 use shared::Secret;
@@ -10,24 +10,8 @@ pub async fn whoami(
     api: &str,
     token: &Secret,
 ) -> Result<WhoAmI, ProviderCallError> {
-    let details = json_answer(
-        http.inner()
-            .get(format!("{api}/about?fields=user,storageQuota"))
-            .bearer_auth(token.expose())
-            .send()
-            .await,
-    )
-    .await?;
-    let name = details
-        .pointer("/user/displayName")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?");
-    let email = details
-        .pointer("/user/emailAddress")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?");
-    Ok(WhoAmI {
-        account: format!("{name} <{email}>"),
-        details,
-    })
+    let request = http
+        .inner()
+        .get(format!("{api}/about?fields=user,storageQuota"));
+    account(request, token, "/user/displayName", "/user/emailAddress").await
 }

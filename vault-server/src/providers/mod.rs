@@ -158,6 +158,28 @@ fn error_summary(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
+/// Sends a who-am-I request and describes the account as `name <email>`
+/// from the two JSON pointers given.
+async fn account(
+    request: reqwest::RequestBuilder,
+    token: &Secret,
+    name_at: &str,
+    email_at: &str,
+) -> Result<WhoAmI, ProviderCallError> {
+    let details = json_answer(request.bearer_auth(token.expose()).send().await).await?;
+    let field = |at: &str| {
+        details
+            .pointer(at)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    Ok(WhoAmI {
+        account: format!("{} <{}>", field(name_at), field(email_at)),
+        details,
+    })
+}
+
 /// Asks the provider who the access token belongs to.
 pub async fn whoami(
     http: &HttpClient,

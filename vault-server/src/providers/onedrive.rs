@@ -1,6 +1,6 @@
 //! OneDrive (Microsoft Graph): who-am-I (`GET /me`).
 
-use super::{json_answer, ProviderCallError};
+use super::{account, ProviderCallError};
 use crate::http::HttpClient;
 use shared::api::WhoAmI;
 use shared::Secret;
@@ -10,24 +10,11 @@ pub async fn whoami(
     api: &str,
     token: &Secret,
 ) -> Result<WhoAmI, ProviderCallError> {
-    let details = json_answer(
-        http.inner()
-            .get(format!("{api}/me"))
-            .bearer_auth(token.expose())
-            .send()
-            .await,
+    account(
+        http.inner().get(format!("{api}/me")),
+        token,
+        "/displayName",
+        "/userPrincipalName",
     )
-    .await?;
-    let name = details
-        .get("displayName")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?");
-    let upn = details
-        .get("userPrincipalName")
-        .and_then(|v| v.as_str())
-        .unwrap_or("?");
-    Ok(WhoAmI {
-        account: format!("{name} <{upn}>"),
-        details,
-    })
+    .await
 }
