@@ -308,7 +308,7 @@ pub fn fix_text(name: &str, record: Option<&Record>) -> String {
         " --provider PROVIDER --client-id CLIENT_ID --client-secret-file FILE".into()
     };
     format!(
-        "To fix it, on a machine with a browser run `oauth-authorize {provider} {client_id} --client-secret-file FILE{extra} > token.json`, then on this host run `token-vault import {name} --replace{provider_flag} < token.json`"
+        "To fix it, on a machine with a browser run `oauth-authorize {provider} {client_id} --client-secret-file FILE{extra} > token.json`, then on this host run `token-vault import {name} --replace{provider_flag} < token.json` (or, without pasting tokens, run `token-vault authorize {name} --replace{provider_flag}` here and follow it)"
     )
 }
 
