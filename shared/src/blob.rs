@@ -155,7 +155,15 @@ impl TokenBlob {
             expires_in: self.expires_in,
         };
         // Serialising strings and integers cannot fail.
-        serde_json::to_string(&go).unwrap_or_default()
+        let json = serde_json::to_string(&go).unwrap_or_default();
+        // Go's encoding/json also escapes these (they can only be inside
+        // strings here). Escaping `<` and `>` also keeps a token holding
+        // `--->` or `<---` from reading as rclone's marker lines when pasted.
+        json.replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('&', "\\u0026")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029")
     }
 
     /// The blob between rclone's marker lines, as `rclone authorize` prints it.
@@ -430,6 +438,24 @@ mod tests {
             }
             assert_eq!(err, expected, "for paste {paste:?}");
         }
+    }
+
+    #[test]
+    fn to_json_escapes_like_go_so_markers_in_tokens_round_trip() {
+        // Caught by the blob_parse fuzz property: a token holding `--->` (here
+        // from a base64 config paste) was printed as is, and the printed
+        // blob then parsed as the text after a marker.
+        let map = serde_json::json!({"token": r#"{"access_token":"a--->b<---c&d\u2028e\u2029"}"#});
+        let paste = base64::engine::general_purpose::STANDARD.encode(map.to_string());
+        let blob = TokenBlob::parse(&paste).unwrap();
+        assert_eq!(blob.access_token.expose(), "a--->b<---c&d\u{2028}e\u{2029}");
+        let json = blob.to_json();
+        assert!(
+            json.starts_with(r#"{"access_token":"a---\u003eb\u003c---c\u0026d\u2028e\u2029","#),
+            "{json}"
+        );
+        assert_eq!(TokenBlob::parse(&json).unwrap(), blob);
+        assert_eq!(TokenBlob::parse(&blob.to_rclone_paste()).unwrap(), blob);
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! Each `check_*` function takes the raw fuzz input and panics when a
 //! property fails; an input that merely gets refused is fine.
 //!
-//! The "never echoes a secret" checks are sound because of one fact that
-//! [`longest_token_run`] lets the replay test assert: no fixed text of any
-//! error these parsers return holds a run of [`MIN_SECRET_LEN`] or more
-//! token-like characters. So if an error's text contains such a run taken
-//! from the input, it can only have come from the input.
+//! The "never echoes a secret" checks look for every run of at least
+//! [`MIN_SECRET_LEN`] token-like characters the input carried (decoded the
+//! ways the parser decodes it) in the error's Display and Debug. They stay
+//! sound by skipping runs that also occur in the error type's own fixed
+//! texts (variant names such as `MissingAccessToken` are 18 letters long):
+//! finding one of those proves nothing.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -19,7 +20,7 @@ use serde_json::{json, Value};
 
 use authorize_cli::callback::{interpret, interpret_pasted, Callback};
 use shared::blob::{RCLONE_END_MARKER, RCLONE_START_MARKER};
-use shared::TokenBlob;
+use shared::{BlobError, TokenBlob};
 use vault_server::providers::dropbox_arg;
 use vault_server::record::{Record, RECORD_VERSION};
 use vault_server::store::{RecordCodec, RecordError, VaultKey, MAGIC};
@@ -53,14 +54,6 @@ pub const MIN_SECRET_LEN: usize = 16;
 /// times such as `03:04:05` in fixed messages never form a long run).
 pub fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-._~+/=".contains(c)
-}
-
-/// Length in bytes of the longest run of token-like characters in `text`.
-pub fn longest_token_run(text: &str) -> usize {
-    text.split(|c| !is_token_char(c))
-        .map(str::len)
-        .max()
-        .unwrap_or(0)
 }
 
 /// Every maximal run of at least [`MIN_SECRET_LEN`] token-like characters.
@@ -160,6 +153,35 @@ fn blob_texts(paste: &str) -> Vec<String> {
     texts
 }
 
+/// Display and Debug of every `BlobError`, with every field name and
+/// expectation it is built with: the texts that say nothing about the input.
+fn blob_error_texts() -> String {
+    let mut all = vec![
+        BlobError::Empty,
+        BlobError::NotRecognised,
+        BlobError::InvalidJson { column: 0 },
+        BlobError::NotAnObject,
+        BlobError::MissingAccessToken,
+        BlobError::BadExpiry,
+        BlobError::ConfigWithoutToken,
+    ];
+    for field in [
+        "access_token",
+        "token_type",
+        "refresh_token",
+        "expiry",
+        "expires_in",
+        "token",
+    ] {
+        for expected in ["a string", "a whole number of seconds", "a JSON string"] {
+            all.push(BlobError::WrongType { field, expected });
+        }
+    }
+    all.iter()
+        .map(|e| format!("{e}\n{e:?}\n{e:#?}\n"))
+        .collect()
+}
+
 /// `TokenBlob::parse` on every paste form: it never panics, no error's
 /// Display or Debug contains a token-like string the paste carried, a
 /// parsed blob's Debug shows no token, and a parsed blob's `to_json` parses
@@ -169,10 +191,11 @@ pub fn check_blob_parse(data: &[u8]) {
     match TokenBlob::parse(&paste) {
         Err(err) => {
             let printed = format!("{err} {err:?} {err:#?}");
+            let fixed = blob_error_texts();
             for text in blob_texts(&paste) {
                 for secret in secret_runs(&text) {
                     assert!(
-                        !printed.contains(secret),
+                        fixed.contains(secret) || !printed.contains(secret),
                         "the error {printed:?} echoes {secret:?} from the paste {paste:?}"
                     );
                 }
@@ -320,10 +343,14 @@ pub fn check_path_normalise(data: &[u8]) {
 /// and a JSON parser gives back the same value.
 pub fn check_dropbox_arg(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let values = [
-        json!({ "path": &*text, "mode": "add" }),
-        json!({ &*text: [&*text, 1] }),
-    ];
+    let mut values = vec![json!({ "path": &*text, "mode": "add" })];
+    // serde_json (with its `raw_value` feature, which the workspace enables)
+    // reads an object whose only key is its private RawValue marker as a
+    // raw value, so that one key cannot round-trip through any `Value`,
+    // whatever the escaper does.
+    if !text.starts_with("$serde_json::private::") {
+        values.push(json!({ &*text: [&*text, 1] }));
+    }
     for value in values {
         let header = dropbox_arg(&value);
         assert!(
@@ -406,16 +433,38 @@ pub fn check_record_decode(data: &[u8]) {
             if let Ok(value) = serde_json::from_str::<Value>(&plain) {
                 json_strings(&value, &mut texts);
             }
+            let fixed = record_error_texts();
             for text in &texts {
                 for secret in secret_runs(text) {
                     assert!(
-                        name.contains(secret) || !printed.contains(secret),
+                        name.contains(secret)
+                            || fixed.contains(secret)
+                            || !printed.contains(secret),
                         "the error {printed:?} shows {secret:?} from the plaintext"
                     );
                 }
             }
         }
     }
+}
+
+/// Display and Debug of the codec's fixed errors and the fixed parts of
+/// its `Format` messages.
+fn record_error_texts() -> String {
+    let all = [
+        RecordError::BadMagic,
+        RecordError::Decrypt,
+        RecordError::Format("Syntax Data Eof Io error at line 0, column 0".into()),
+        RecordError::Format(format!(
+            "layout version 0 is newer than this build understands ({RECORD_VERSION}); \
+             upgrade token-vault"
+        )),
+        RecordError::Format(format!("it holds the connection \"\", not {RECORD_NAME:?}")),
+        RecordError::Io(String::new()),
+    ];
+    all.iter()
+        .map(|e| format!("{e}\n{e:?}\n{e:#?}\n"))
+        .collect()
 }
 
 fn check_opened(codec: &RecordCodec, record: &Record) {
@@ -495,6 +544,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     blob(0, &format!(r#"{{"access_token":"{at}","expiry":"{rt}"}}"#));
     blob(0, &format!(r#"{{"access_token":"{at}","expires_in":"x"}}"#));
     blob(0, &format!(r#"{{"access_token":"{at}""#));
+    // rclone's markers inside a token, which only base64 pastes can carry.
+    blob(3, &format!(r#"{{"access_token":"{at}--->x<---y&z"}}"#));
 
     let s = CALLBACK_STATE;
     for (mode, q) in [
