@@ -27,6 +27,11 @@ impl Daemon {
     /// Starts `bin serve` with the default flags (as an operator would run
     /// it, at the default log level) and waits until it answers.
     pub fn start(bin: &Path) -> anyhow::Result<Daemon> {
+        Daemon::start_with(bin, &[])
+    }
+
+    /// [`start`](Self::start) with `serve_args` added after `serve`.
+    pub fn start_with(bin: &Path, serve_args: &[&str]) -> anyhow::Result<Daemon> {
         let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
         let socket = dir.path().join("run").join("vault.sock");
         let state_dir = dir.path().join("state");
@@ -40,6 +45,7 @@ impl Daemon {
             .arg("serve")
             .arg("--state-dir")
             .arg(&state_dir)
+            .args(serve_args)
             .env_remove("TOKEN_VAULT_LOG")
             .env_remove("CREDENTIALS_DIRECTORY")
             .stdin(Stdio::null())

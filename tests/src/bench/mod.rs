@@ -11,6 +11,8 @@
 //!   the blob on stdout, and the fake token endpoint on its own;
 //! - [`transfer`] times uploads and downloads through the vault and directly
 //!   to a fake provider, and the daemon's peak RSS meanwhile;
+//! - [`day`] runs many connections with staggered, compressed expiries
+//!   through a simulated day, against the refresh cap;
 //! - [`machine`] and [`stats`] describe the machine and summarise samples.
 //!
 //! Every loop here is bounded by a deadline or a count, and everything
@@ -20,6 +22,7 @@ pub mod authorize;
 pub mod baseline;
 pub mod bins;
 pub mod daemon;
+pub mod day;
 pub mod load;
 pub mod machine;
 pub mod stats;

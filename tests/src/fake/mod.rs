@@ -303,6 +303,9 @@ pub(crate) struct State {
     pub refresh_chain_breaks: u64,
     /// How long the token endpoint takes before it answers, like a real one.
     pub token_delay: Duration,
+    /// Token requests being handled right now, and the most ever at once.
+    pub token_in_flight: u64,
+    pub token_in_flight_max: u64,
     /// The file APIs' store, sessions, settings and queued faults.
     pub files: Files,
     /// The device authorization grant's codes, script and recorded polls.
@@ -331,6 +334,8 @@ impl State {
             last_token_form: None,
             refresh_chain_breaks: 0,
             token_delay: Duration::ZERO,
+            token_in_flight: 0,
+            token_in_flight_max: 0,
             files: Files::new(style),
             device: device::DeviceState::default(),
             rng: SystemRandom::new(),
@@ -608,6 +613,12 @@ impl FakeProvider {
     /// so concurrent callers overlap a refresh in flight.
     pub fn set_token_delay(&self, delay: Duration) {
         self.state().token_delay = delay;
+    }
+
+    /// The most token requests the fake has had in flight at once (from
+    /// arrival to answer, the token delay included) since it started.
+    pub fn max_token_requests_in_flight(&self) -> u64 {
+        self.state().token_in_flight_max
     }
 
     /// Makes every access token issued so far expired, right now, so the

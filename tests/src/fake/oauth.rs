@@ -275,12 +275,32 @@ fn no_store_json(body: Value) -> Response {
         .into_response()
 }
 
+/// Counts a token request in flight from its arrival until its answer (or
+/// until the client gives up on it), and keeps the highest count seen.
+struct InFlight(Shared);
+
+impl InFlight {
+    fn enter(shared: &Shared) -> InFlight {
+        let mut st = lock(shared);
+        st.token_in_flight += 1;
+        st.token_in_flight_max = st.token_in_flight_max.max(st.token_in_flight);
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.0).token_in_flight -= 1;
+    }
+}
+
 /// `POST /oauth2/token`.
 pub(super) async fn token(
     AxumState(shared): AxumState<Shared>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _in_flight = InFlight::enter(&shared);
     let form = parse_form(&body);
     let delay = lock(&shared).token_delay;
     if !delay.is_zero() {
