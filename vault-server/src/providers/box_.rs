@@ -487,41 +487,27 @@ impl BoxFiles {
         let mut whole = Sha1Observer::new();
         let mut parts = Vec::new();
         let mut offset = 0u64;
-        while offset < total {
-            let spool = Spool::fill(spool_dir, incoming, part_size, &mut whole).await?;
-            if spool.len == 0 {
-                break;
-            }
-            let range = format!("bytes {}-{}/{total}", offset, offset + spool.len - 1);
-            let digest = format!("sha={}", STANDARD.encode(spool.sha1.as_ref()));
-            let response = self
-                .caller
-                .send(|http, token| {
-                    let body = spool.body_from(0).map_err(|e| {
-                        ProviderCallError::Transport(format!("cannot read the spooled part: {e}"))
-                    })?;
-                    Ok(http
-                        .put(&url)
-                        .bearer_auth(token.expose())
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_RANGE, range.clone())
-                        .header("Digest", digest.clone())
-                        .body(body))
-                })
-                .await?;
-            let status = response.status().as_u16();
-            let body = read_body(response).await?;
-            if status != 200 && status != 201 {
-                return Err(status_error(status, &body).into());
-            }
-            let part = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("part").cloned())
-                .ok_or_else(|| {
-                    ProviderCallError::BadAnswer("an uploaded part without its record".into())
-                })?;
-            parts.push(part);
+        let mut current = if total > 0 {
+            Some(Spool::fill(spool_dir, incoming, part_size, &mut whole).await?)
+        } else {
+            None
+        };
+        // Each part goes to Box while the next one arrives from the client.
+        while let Some(spool) = current.take().filter(|s| s.len > 0) {
+            let more = offset + spool.len < total;
+            let next = async {
+                if more {
+                    Spool::fill(spool_dir, incoming, part_size, &mut whole)
+                        .await
+                        .map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            let (part, next) = tokio::join!(self.put_part(&url, &spool, offset, total), next);
+            parts.push(part?);
             offset += spool.len;
+            current = next?;
         }
         let digest = format!("sha={}", STANDARD.encode(whole.0.finish().as_ref()));
         let attributes = if new_version {
@@ -556,6 +542,44 @@ impl BoxFiles {
             }
         }
         Err(ProviderCallError::BadAnswer("Box kept answering 202 to the commit".into()).into())
+    }
+
+    /// Sends one part of an upload session; Box's record of it.
+    async fn put_part(
+        &self,
+        url: &str,
+        spool: &Spool,
+        offset: u64,
+        total: u64,
+    ) -> Result<Value, TransferError> {
+        let range = format!("bytes {}-{}/{total}", offset, offset + spool.len - 1);
+        let digest = format!("sha={}", STANDARD.encode(spool.sha1.as_ref()));
+        let response = self
+            .caller
+            .send(|http, token| {
+                let body = spool.body_from(0).map_err(|e| {
+                    ProviderCallError::Transport(format!("cannot read the spooled part: {e}"))
+                })?;
+                Ok(http
+                    .put(url)
+                    .bearer_auth(token.expose())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_RANGE, range.clone())
+                    .header("Digest", digest.clone())
+                    .body(body))
+            })
+            .await?;
+        let status = response.status().as_u16();
+        let body = read_body(response).await?;
+        if status != 200 && status != 201 {
+            return Err(status_error(status, &body).into());
+        }
+        serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("part").cloned())
+            .ok_or_else(|| {
+                ProviderCallError::BadAnswer("an uploaded part without its record".into()).into()
+            })
     }
 
     async fn abort_session(&self, sid: &str) {

@@ -465,9 +465,26 @@ impl FileApi for DropboxFiles {
                 .ok_or_else(|| bad("an upload session without an id"))?;
             let mut offset = first.len;
             drop(first);
-            while offset < total {
-                let chunk = Spool::fill(spool_dir, incoming, self.chunk_size, &mut hasher).await?;
-                offset = self.append(&session, offset, &chunk).await?;
+            let mut current = if offset < total {
+                Some(Spool::fill(spool_dir, incoming, self.chunk_size, &mut hasher).await?)
+            } else {
+                None
+            };
+            // Each chunk goes to Dropbox while the next one arrives from the client.
+            while let Some(chunk) = current.take() {
+                let more = offset + chunk.len < total;
+                let next = async {
+                    if more {
+                        Spool::fill(spool_dir, incoming, self.chunk_size, &mut hasher)
+                            .await
+                            .map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                };
+                let (appended, next) = tokio::join!(self.append(&session, offset, &chunk), next);
+                offset = appended?;
+                current = next?;
             }
             let arg = json!({"cursor": {"session_id": session, "offset": total}, "commit": commit});
             self.content_upload("files/upload_session/finish", &arg, None, 0)
