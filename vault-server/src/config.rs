@@ -108,16 +108,6 @@ pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
         .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.to_string().trim()))
 }
 
-fn parse_mode(text: &str) -> anyhow::Result<u32> {
-    let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
-        .with_context(|| format!("socket_mode `{text}` is not an octal mode like \"0660\""))?;
-    anyhow::ensure!(
-        mode & 0o007 == 0,
-        "socket_mode `{text}` would let every local user reach the socket; use 0660 or tighter"
-    );
-    Ok(mode)
-}
-
 impl Settings {
     /// Combines the flags (and `socket_flag`, the global `--socket`), the
     /// environment's `TOKEN_VAULT_SOCKET`, the file, and the defaults.
@@ -130,7 +120,9 @@ impl Settings {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
         let socket_mode = match file.socket_mode.as_deref() {
-            Some(m) => Some(parse_mode(m)?),
+            Some(m) => Some(
+                crate::socket::parse_mode(m).map_err(|e| anyhow::anyhow!("socket_mode: {e}"))?,
+            ),
             None => None,
         };
         let etcd = match args.store.clone().or(file.store) {
