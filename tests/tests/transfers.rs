@@ -361,3 +361,38 @@ fn a_failing_provider_is_reported_to_the_uploader() {
     assert_eq!(fake.file_sha256("/mid.bin"), Some(sha256_file(&local)));
     vault.assert_no_secrets(&fake);
 }
+
+/// The provider stores a part or chunk but its answer is lost (the fake
+/// answers 500 after doing the work): the vault's retry must not corrupt or
+/// duplicate anything. Box takes the identical part again; Dropbox answers
+/// the repeated append with `incorrect_offset`, and the vault resyncs to
+/// the offset Dropbox gives.
+#[test]
+fn a_part_whose_answer_is_lost_is_not_sent_twice_into_the_file() {
+    for (style, name, extra, part_path) in [
+        (
+            Style::Box,
+            "box",
+            ["--upload-cutoff", "21MB"],
+            "upload_sessions/",
+        ),
+        (Style::Dropbox, "dbx", ["--chunk-size", "4MB"], "append_v2"),
+    ] {
+        let (fake, vault) = setup(style, name, &extra);
+        let work = tempfile::tempdir().expect("tempdir");
+        // 25 MB: an upload session on both, with several parts or chunks.
+        let local = make_file(work.path(), "lost", 25_000_000);
+        fake.inject_api_fault(part_path, ApiFault::LostAnswer);
+        ok(&vault, &["put", s(&local), &format!("{name}:/lost.bin")]);
+        assert_eq!(fake.pending_api_faults(), 0, "{name}: the fault was used");
+        assert_eq!(
+            fake.file_sha256("/lost.bin"),
+            Some(sha256_file(&local)),
+            "{name}: the file must be the source, byte for byte"
+        );
+        assert_eq!(fake.open_upload_sessions(), 0, "{name}");
+        let back = work.path().join("back");
+        ok(&vault, &["get", &format!("{name}:/lost.bin"), s(&back)]);
+        assert_eq!(sha256_file(&back), sha256_file(&local), "{name}");
+    }
+}

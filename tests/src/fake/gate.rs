@@ -1,7 +1,8 @@
 //! The gate every API, upload, content and download request goes through
 //! (everything but `/oauth2/…`): it counts the request and, if a queued
 //! [`ApiFault`] matches the request's path, answers with that fault before
-//! anything else is looked at.
+//! anything else is looked at (or, for [`ApiFault::LostAnswer`], after the
+//! request has been handled).
 
 use axum::extract::{Request, State as AxumState};
 use axum::http::{header, StatusCode};
@@ -33,6 +34,12 @@ pub(super) async fn gate(
         (st.style, fault, request_id)
     };
     match fault {
+        Some(ApiFault::LostAnswer) => {
+            let done = next.run(request).await;
+            // The work is done once the handler answers; the answer goes.
+            let _ = axum::body::to_bytes(done.into_body(), usize::MAX).await;
+            fault_response(style, ApiFault::ServerError, &request_id)
+        }
         Some(fault) => {
             reject(
                 request.into_body(),
@@ -47,7 +54,7 @@ pub(super) async fn gate(
 /// The provider's real answer for an injected fault.
 fn fault_response(style: Style, fault: ApiFault, request_id: &str) -> Response {
     match fault {
-        ApiFault::ServerError => (
+        ApiFault::ServerError | ApiFault::LostAnswer => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/html")],
             "<html><head><title>500 Internal Server Error</title></head>\

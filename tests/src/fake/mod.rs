@@ -145,6 +145,12 @@ pub enum ApiFault {
     },
     /// HTTP 500 with a short HTML body.
     ServerError,
+    /// The request is handled as usual (an upload chunk stored, a folder
+    /// made), then its answer is replaced by [`ApiFault::ServerError`]'s: the
+    /// provider did the work but the client never heard, as when a
+    /// connection drops after the request. A client that retries sees the
+    /// provider's own answer to the repeat (Dropbox `incorrect_offset`, say).
+    LostAnswer,
     /// The provider's real 401 for an expired token: Box's empty body with
     /// `WWW-Authenticate: Bearer … error="invalid_token"`, Dropbox's
     /// `{"error_summary":"expired_access_token/..",…}`. The token itself
