@@ -490,6 +490,18 @@ impl FileApi for DropboxFiles {
             self.content_upload("files/upload_session/finish", &arg, None, 0)
                 .await?
         };
+        let ours = hasher.finish();
+        if status == 409 && session_gone(&summary(&body)) {
+            // The session is gone: an earlier try of this finish committed
+            // the file and its answer was lost (the call was retried). The
+            // file is ours if it holds exactly the bytes we sent.
+            if let Some(entry) = self.metadata(path).await? {
+                if entry.kind == EntryKind::File && entry.hash.as_deref() == Some(ours.as_str()) {
+                    tracing::info!("Dropbox finished the upload session on an earlier try");
+                    return Ok((entry, replaced));
+                }
+            }
+        }
         if status != 200 {
             if status == 409 && summary(&body).contains("conflict") {
                 return Err(TransferError::Conflict(format!(
@@ -502,7 +514,6 @@ impl FileApi for DropboxFiles {
         let meta: Value =
             serde_json::from_slice(&body).map_err(|_| bad("upload metadata that is not JSON"))?;
         let entry = entry(&meta).ok_or_else(|| bad("upload metadata without a name or id"))?;
-        let ours = hasher.finish();
         if entry.hash.as_deref() != Some(ours.as_str()) {
             return Err(TransferError::Integrity(format!(
                 "Dropbox's content_hash {} differs from the uploaded bytes' {ours}",
@@ -511,6 +522,12 @@ impl FileApi for DropboxFiles {
         }
         Ok((entry, replaced))
     }
+}
+
+/// Whether a finish's error summary says its upload session no longer
+/// exists (finished already, or expired), rather than that the commit failed.
+fn session_gone(summary: &str) -> bool {
+    summary.starts_with("lookup_failed/not_found")
 }
 
 #[cfg(test)]
