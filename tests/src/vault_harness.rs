@@ -203,38 +203,19 @@ impl Vault {
     /// Imports `blob` as `name` for `fake`'s provider, with all of the
     /// fake's endpoints and the test client's id and secret.
     pub fn import(&self, name: &str, fake: &FakeProvider, blob: &str, extra: &[&str]) -> Output {
-        let provider = match fake.style() {
-            crate::fake::Style::Box => "box",
-            crate::fake::Style::Dropbox => "dropbox",
-        };
         let secret_file = self.secret_file.to_string_lossy().into_owned();
-        let (auth, token, revoke, api, upload) = (
-            fake.auth_url(),
-            fake.token_url(),
-            fake.revoke_url(),
-            fake.api_url(),
-            fake.upload_url(),
-        );
+        let endpoints = endpoint_flags(fake);
         let mut args = vec![
             "import",
             name,
             "--provider",
-            provider,
+            provider_name(fake.style()),
             "--client-id",
             CLIENT_ID,
             "--client-secret-file",
             &secret_file,
-            "--auth-url",
-            &auth,
-            "--token-url",
-            &token,
-            "--revoke-url",
-            &revoke,
-            "--api-url",
-            &api,
-            "--upload-url",
-            &upload,
         ];
+        args.extend(endpoints.iter().map(String::as_str));
         args.extend_from_slice(extra);
         self.cli_with(&args, Some(blob), None)
     }
@@ -308,6 +289,29 @@ fn nix_pid(child: &Child) -> u32 {
 }
 
 /// Waits for `child` to exit, killing it after `deadline`.
+/// The `token-vault` provider name for a fake's style.
+pub fn provider_name(style: crate::fake::Style) -> &'static str {
+    match style {
+        crate::fake::Style::Box => "box",
+        crate::fake::Style::Dropbox => "dropbox",
+    }
+}
+
+/// The flags that point a connection at every one of `fake`'s endpoints
+/// (`import` and `authorize` take the same ones).
+pub fn endpoint_flags(fake: &FakeProvider) -> Vec<String> {
+    [
+        ("--auth-url", fake.auth_url()),
+        ("--token-url", fake.token_url()),
+        ("--revoke-url", fake.revoke_url()),
+        ("--api-url", fake.api_url()),
+        ("--upload-url", fake.upload_url()),
+    ]
+    .into_iter()
+    .flat_map(|(flag, url)| [flag.to_owned(), url])
+    .collect()
+}
+
 pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> std::process::ExitStatus {
     let end = Instant::now() + deadline;
     loop {

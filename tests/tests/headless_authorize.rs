@@ -18,20 +18,13 @@ use std::time::{Duration, Instant};
 use tests::authorize_harness::{authorize_binary, Outcome, Setup, CLIENT_ID, RUN_DEADLINE};
 use tests::bins;
 use tests::fake::{DeviceAnswer, Style};
-use tests::vault_harness::{http, Vault};
+use tests::vault_harness::{endpoint_flags, http, provider_name, Vault};
 
 /// How long a device test may take: its polls alone take ~10 s.
 const DEVICE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The command prefix `token-vault authorize` prints on stdout.
 const BOOTSTRAP_COMMAND: &str = "oauth-authorize --bootstrap '";
-
-fn provider_name(style: Style) -> &'static str {
-    match style {
-        Style::Box => "box",
-        Style::Dropbox => "dropbox",
-    }
-}
 
 /// `token-vault --socket S ARGS…`, with no client secret from the environment.
 fn token_vault(vault: &Vault, args: &[&str]) -> Command {
@@ -47,14 +40,8 @@ fn token_vault(vault: &Vault, args: &[&str]) -> Command {
 fn authorize_command(vault: &Vault, setup: &Setup, name: &str, extra: &[&str]) -> Command {
     let fake = &setup.fake;
     let secret_file = setup.secret_file.to_string_lossy().into_owned();
-    let (auth, token, revoke, api, upload, redirect) = (
-        fake.auth_url(),
-        fake.token_url(),
-        fake.revoke_url(),
-        fake.api_url(),
-        fake.upload_url(),
-        setup.redirect_url(),
-    );
+    let redirect = setup.redirect_url();
+    let endpoints = endpoint_flags(fake);
     let mut args = vec![
         "authorize",
         name,
@@ -64,19 +51,10 @@ fn authorize_command(vault: &Vault, setup: &Setup, name: &str, extra: &[&str]) -
         CLIENT_ID,
         "--client-secret-file",
         &secret_file,
-        "--auth-url",
-        &auth,
-        "--token-url",
-        &token,
-        "--revoke-url",
-        &revoke,
-        "--api-url",
-        &api,
-        "--upload-url",
-        &upload,
         "--redirect-url",
         &redirect,
     ];
+    args.extend(endpoints.iter().map(String::as_str));
     args.extend_from_slice(extra);
     token_vault(vault, &args)
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tests::authorize_harness::{self, Setup};
 use tests::fake::{ApiFault, FakeProvider, Fault, Style};
-use tests::vault_harness::{blob, http, Vault, CLIENT_ID, CLIENT_SECRET};
+use tests::vault_harness::{blob, endpoint_flags, http, Vault, CLIENT_ID, CLIENT_SECRET};
 
 fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -83,14 +83,8 @@ fn authorize_and_paste(vault: &Vault, setup: &Setup) -> String {
     outcome.assert_success();
     let id_arg = authorize_harness::CLIENT_ID;
     let secret_file = setup.secret_file.to_str().expect("utf-8").to_string();
-    let (auth, token, revoke, api, upload) = (
-        setup.fake.auth_url(),
-        setup.fake.token_url(),
-        setup.fake.revoke_url(),
-        setup.fake.api_url(),
-        setup.fake.upload_url(),
-    );
-    let args = [
+    let endpoints = endpoint_flags(&setup.fake);
+    let mut args = vec![
         "import",
         "authorized",
         "--provider",
@@ -99,17 +93,8 @@ fn authorize_and_paste(vault: &Vault, setup: &Setup) -> String {
         id_arg,
         "--client-secret-file",
         &secret_file,
-        "--auth-url",
-        &auth,
-        "--token-url",
-        &token,
-        "--revoke-url",
-        &revoke,
-        "--api-url",
-        &api,
-        "--upload-url",
-        &upload,
     ];
+    args.extend(endpoints.iter().map(String::as_str));
     let out = vault.cli_with(&args, Some(&outcome.stdout), None);
     assert!(
         out.status.success(),

@@ -1,8 +1,8 @@
 //! A release `token-vault serve` in a temporary directory, for the bench:
 //! its own state directory, socket, key and log, killed when dropped.
 
-use crate::fake::{FakeProvider, Style};
-use crate::vault_harness::{http, CLIENT_ID, CLIENT_SECRET};
+use crate::fake::FakeProvider;
+use crate::vault_harness::{endpoint_flags, http, provider_name, CLIENT_ID, CLIENT_SECRET};
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -99,22 +99,14 @@ impl Daemon {
     /// `token-vault import NAME` of `blob` for the Box-style `fake`, as a
     /// user would run it; fails with the command's stderr.
     pub fn import(&self, name: &str, fake: &FakeProvider, blob: &str) -> anyhow::Result<()> {
-        let provider = match fake.style() {
-            Style::Box => "box",
-            Style::Dropbox => "dropbox",
-        };
         let mut child = Command::new(&self.bin)
             .arg("--socket")
             .arg(&self.socket)
-            .args(["import", name, "--provider", provider])
+            .args(["import", name, "--provider", provider_name(fake.style())])
             .args(["--client-id", CLIENT_ID])
             .arg("--client-secret-file")
             .arg(&self.secret_file)
-            .args(["--auth-url", &fake.auth_url()])
-            .args(["--token-url", &fake.token_url()])
-            .args(["--revoke-url", &fake.revoke_url()])
-            .args(["--api-url", &fake.api_url()])
-            .args(["--upload-url", &fake.upload_url()])
+            .args(endpoint_flags(fake))
             .env_remove("TOKEN_VAULT_CLIENT_SECRET")
             .env_remove("OAUTH_CLIENT_SECRET")
             .stdin(Stdio::piped())
