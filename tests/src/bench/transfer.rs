@@ -37,8 +37,9 @@ use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::{header, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use ring::digest::{self, Context, SHA1_FOR_LEGACY_USE_ONLY, SHA256};
+use ring::digest::{Context, SHA256};
 use serde_json::{json, Value};
+use sha1::{Digest as _, Sha1};
 use std::error::Error as StdError;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -245,13 +246,13 @@ impl Source {
         &self,
         offset: u64,
         len: u64,
-        mut whole: Option<Context>,
-    ) -> anyhow::Result<(digest::Digest, Option<Context>)> {
+        mut whole: Option<Sha1>,
+    ) -> anyhow::Result<([u8; 20], Option<Sha1>)> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let mut file = std::fs::File::open(&path)?;
             file.seek(SeekFrom::Start(offset))?;
-            let mut part = Context::new(&SHA1_FOR_LEGACY_USE_ONLY);
+            let mut part = Sha1::new();
             let mut buf = vec![0u8; GEN_PIECE];
             let mut left = len;
             for _ in 0..len.div_ceil(GEN_PIECE as u64) {
@@ -263,7 +264,7 @@ impl Source {
                 }
                 left -= n as u64;
             }
-            std::io::Result::Ok((part.finish(), whole))
+            std::io::Result::Ok((part.finalize().into(), whole))
         })
         .await
         .context("the hashing thread failed")?
@@ -547,7 +548,7 @@ impl Direct<'_> {
             .filter(|n| *n > 0)
             .ok_or_else(|| anyhow!("an upload session without a part size"))?;
         let url = format!("{}/files/upload_sessions/{sid}", self.upload);
-        let mut whole = Some(Context::new(&SHA1_FOR_LEGACY_USE_ONLY));
+        let mut whole = Some(Sha1::new());
         let mut parts = Vec::new();
         let count = len.div_ceil(part_size);
         for index in 0..count {
@@ -577,7 +578,7 @@ impl Direct<'_> {
             );
         }
         let whole = whole.ok_or_else(|| anyhow!("the whole-file SHA-1 went missing"))?;
-        let digest = format!("sha={}", STANDARD.encode(whole.finish().as_ref()));
+        let digest = format!("sha={}", STANDARD.encode(whole.finalize()));
         let commit = json!({"parts": parts, "attributes": {"name": name, "parent": {"id": "0"}}});
         for _ in 0..MAX_PROCESSING_WAITS {
             let response = self

@@ -29,8 +29,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use ring::digest::{Context, SHA1_FOR_LEGACY_USE_ONLY, SHA256};
+use ring::digest::{Context, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
+use sha1::{Digest as _, Sha1};
 use tempfile::{TempDir, TempPath};
 
 use super::box_files::BoxFiles;
@@ -166,7 +167,7 @@ pub(crate) struct BlobWriter {
     file: File,
     path: TempPath,
     size: u64,
-    sha1: Option<Context>,
+    sha1: Option<Sha1>,
     sha256: Context,
     content: Option<ContentHasher>,
     pending: Vec<u8>,
@@ -182,7 +183,7 @@ impl BlobWriter {
             file,
             path,
             size: 0,
-            sha1: dir.sha1.then(|| Context::new(&SHA1_FOR_LEGACY_USE_ONLY)),
+            sha1: dir.sha1.then(Sha1::new),
             sha256: Context::new(&SHA256),
             content: dir.content_hash.then(|| ContentHasher {
                 block: Context::new(&SHA256),
@@ -249,7 +250,7 @@ impl BlobWriter {
             content_hash: self.content.map(ContentHasher::finish).unwrap_or([0; 32]),
         };
         if let Some(sha1) = self.sha1 {
-            blob.sha1.copy_from_slice(sha1.finish().as_ref());
+            blob.sha1 = sha1.finalize().into();
         }
         blob.sha256.copy_from_slice(self.sha256.finish().as_ref());
         Ok(blob)
@@ -1009,7 +1010,7 @@ mod tests {
         );
         assert_eq!(
             blob.sha1_hex(),
-            hex(ring::digest::digest(&SHA1_FOR_LEGACY_USE_ONLY, &data).as_ref())
+            hex(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &data).as_ref())
         );
         assert_eq!(blob.content_hash_hex(), content_hash_by_hand(&data));
         let mut back = Vec::new();

@@ -8,14 +8,16 @@
 use super::call::Caller;
 use super::{account, read_body, status_error, Download, FileApi, ProviderCallError};
 use crate::http::HttpClient;
+use crate::transfer::hash::{hex, BoxDigests, Sha1Digest};
 use crate::transfer::path::RemotePath;
-use crate::transfer::spool::{hex, Incoming, Sha1Observer, Spool};
+use crate::transfer::spool::{Incoming, Spool};
 use crate::transfer::TransferError;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use serde_json::{json, Value};
+use sha1::{Digest as _, Sha1};
 use shared::api::{Entry, EntryKind, WhoAmI};
 use shared::Secret;
 use std::collections::HashMap;
@@ -340,6 +342,7 @@ impl BoxFiles {
         name: &str,
         existing: Option<&Item>,
         spool: &Spool,
+        sha1: &Sha1Digest,
     ) -> Result<(Value, bool), TransferError> {
         let mut target = existing.map(|i| i.id.clone());
         loop {
@@ -352,7 +355,7 @@ impl BoxFiles {
                 None => json!({"name": name, "parent": {"id": parent_id}}),
             }
             .to_string();
-            let sha1 = hex(spool.sha1.as_ref());
+            let sha1 = hex(sha1);
             let len = spool.len;
             let file_name = name.to_string();
             let response = self
@@ -484,32 +487,33 @@ impl BoxFiles {
     ) -> Result<Value, TransferError> {
         let total = incoming.total;
         let url = format!("{}/files/upload_sessions/{sid}", self.upload);
-        let mut whole = Sha1Observer::new();
+        let mut digests = BoxDigests::new();
         let mut parts = Vec::new();
         let mut offset = 0u64;
         let mut current = if total > 0 {
-            Some(Spool::fill(spool_dir, incoming, part_size, &mut whole).await?)
+            Some(next_part(spool_dir, incoming, part_size, &mut digests).await?)
         } else {
             None
         };
         // Each part goes to Box while the next one arrives from the client.
-        while let Some(spool) = current.take().filter(|s| s.len > 0) {
+        while let Some((spool, sha1)) = current.take().filter(|(s, _)| s.len > 0) {
             let more = offset + spool.len < total;
             let next = async {
                 if more {
-                    Spool::fill(spool_dir, incoming, part_size, &mut whole)
+                    next_part(spool_dir, incoming, part_size, &mut digests)
                         .await
                         .map(Some)
                 } else {
                     Ok(None)
                 }
             };
-            let (part, next) = tokio::join!(self.put_part(&url, &spool, offset, total), next);
+            let (part, next) =
+                tokio::join!(self.put_part(&url, &spool, &sha1, offset, total), next);
             parts.push(part?);
             offset += spool.len;
             current = next?;
         }
-        let digest = format!("sha={}", STANDARD.encode(whole.0.finish().as_ref()));
+        let digest = format!("sha={}", STANDARD.encode(digests.finish()));
         let attributes = if new_version {
             json!({"name": name})
         } else {
@@ -549,11 +553,12 @@ impl BoxFiles {
         &self,
         url: &str,
         spool: &Spool,
+        sha1: &Sha1Digest,
         offset: u64,
         total: u64,
     ) -> Result<Value, TransferError> {
         let range = format!("bytes {}-{}/{total}", offset, offset + spool.len - 1);
-        let digest = format!("sha={}", STANDARD.encode(spool.sha1.as_ref()));
+        let digest = format!("sha={}", STANDARD.encode(sha1));
         let response = self
             .caller
             .send(|http, token| {
@@ -765,8 +770,10 @@ impl FileApi for BoxFiles {
             self.chunked_upload(&parent_id, &name, existing.as_ref(), incoming, spool_dir)
                 .await?
         } else {
-            let spool = Spool::fill(spool_dir, incoming, total, &mut Sha1Observer::new()).await?;
-            self.simple_upload(&parent_id, &name, existing.as_ref(), &spool)
+            let mut sha1 = Sha1::new();
+            let spool = Spool::fill(spool_dir, incoming, total, &mut sha1).await?;
+            let sha1: Sha1Digest = sha1.finalize().into();
+            self.simple_upload(&parent_id, &name, existing.as_ref(), &spool, &sha1)
                 .await?
         };
         let entry = entry(&file)
@@ -781,4 +788,16 @@ impl FileApi for BoxFiles {
         );
         Ok((entry, replaced))
     }
+}
+
+/// The next part of `incoming` (at most `part_size` bytes), spooled, with
+/// its SHA-1 for the part's `Digest`.
+async fn next_part(
+    spool_dir: &Path,
+    incoming: &mut Incoming,
+    part_size: u64,
+    digests: &mut BoxDigests,
+) -> Result<(Spool, Sha1Digest), TransferError> {
+    let spool = Spool::fill(spool_dir, incoming, part_size, digests).await?;
+    Ok((spool, digests.finish_part()))
 }

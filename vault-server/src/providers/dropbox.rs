@@ -11,8 +11,9 @@ use super::{
     account, expect_success, read_body, status_error, Download, FileApi, ProviderCallError,
 };
 use crate::http::HttpClient;
+use crate::transfer::hash::DropboxHasher;
 use crate::transfer::path::RemotePath;
-use crate::transfer::spool::{DropboxHasher, Incoming, Spool};
+use crate::transfer::spool::{Incoming, Spool};
 use crate::transfer::TransferError;
 use chrono::{DateTime, Utc};
 use reqwest::header::CONTENT_TYPE;

@@ -1,9 +1,10 @@
 //! The plumbing of file transfers that does not depend on any provider:
 //! client paths under a connection's root ([`path`]), parts spooled between
-//! the client and the provider ([`spool`]), and the errors a transfer can
-//! end in. Provider specifics live in `providers/`; the per-connection
+//! the client and the provider ([`spool`]), the digests providers want of
+//! an upload ([`hash`]), and the errors a transfer can end in. Provider specifics live in `providers/`; the per-connection
 //! service that ties them to the refresh engine is `files`.
 
+pub mod hash;
 pub mod path;
 pub mod spool;
 

@@ -5,11 +5,11 @@
 //! memory; a part is only sent once it has fully arrived, so a client that
 //! disconnects mid-part never causes a partial part to reach the provider.
 
+use super::hash::Observer;
 use super::TransferError;
 use axum::body::{Body, BodyDataStream};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use ring::digest;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
@@ -73,18 +73,12 @@ impl Incoming {
 pub struct Spool {
     file: std::fs::File,
     pub len: u64,
-    /// SHA-1 of the part (Box's `Digest`).
-    pub sha1: digest::Digest,
-}
-
-/// Hashes every byte that passes, for whole-file digests.
-pub trait Observer {
-    fn observe(&mut self, bytes: &[u8]);
 }
 
 impl Spool {
     /// Reads the next `part_len` bytes (fewer at the end) of `incoming` into
-    /// a temp file in `dir`, feeding each byte to `observer`.
+    /// a temp file in `dir`, feeding each byte to `observer` (the provider's
+    /// digests: see [`super::hash`]).
     pub async fn fill(
         dir: &Path,
         incoming: &mut Incoming,
@@ -97,14 +91,12 @@ impl Spool {
             .try_clone()
             .map_err(|e| TransferError::Spool(dir.to_path_buf(), e))?;
         let mut writer = tokio::fs::File::from_std(writer_handle);
-        let mut sha1 = digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY);
         let mut len = 0u64;
         while len < part_len {
             let max = (part_len - len).min(1 << 20) as usize;
             let Some(piece) = incoming.next_piece(max).await? else {
                 break;
             };
-            sha1.update(&piece);
             observer.observe(&piece);
             writer
                 .write_all(&piece)
@@ -119,7 +111,6 @@ impl Spool {
         Ok(Spool {
             file: std_file,
             len,
-            sha1: sha1.finish(),
         })
     }
 
@@ -146,107 +137,17 @@ pub fn spool_dir(state_dir: &Path) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// SHA-1 of a whole file, for Box's commit `Digest`.
-pub struct Sha1Observer(pub digest::Context);
-
-impl Sha1Observer {
-    pub fn new() -> Self {
-        Sha1Observer(digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY))
-    }
-}
-
-impl Default for Sha1Observer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Observer for Sha1Observer {
-    fn observe(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-}
-
-/// Dropbox's `content_hash`: SHA-256 over the SHA-256 digests of each
-/// 4 MiB block.
-pub struct DropboxHasher {
-    overall: digest::Context,
-    block: digest::Context,
-    block_len: usize,
-}
-
-/// Dropbox's content-hash block size.
-const DROPBOX_BLOCK: usize = 4 * 1024 * 1024;
-
-impl DropboxHasher {
-    pub fn new() -> Self {
-        DropboxHasher {
-            overall: digest::Context::new(&digest::SHA256),
-            block: digest::Context::new(&digest::SHA256),
-            block_len: 0,
-        }
-    }
-
-    pub fn finish(mut self) -> String {
-        if self.block_len > 0 {
-            self.overall.update(self.block.finish().as_ref());
-        }
-        hex(self.overall.finish().as_ref())
-    }
-}
-
-impl Default for DropboxHasher {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Observer for DropboxHasher {
-    fn observe(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            let take = (DROPBOX_BLOCK - self.block_len).min(bytes.len());
-            self.block.update(&bytes[..take]);
-            self.block_len += take;
-            bytes = &bytes[take..];
-            if self.block_len == DROPBOX_BLOCK {
-                let full =
-                    std::mem::replace(&mut self.block, digest::Context::new(&digest::SHA256));
-                self.overall.update(full.finish().as_ref());
-                self.block_len = 0;
-            }
-        }
-    }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn dropbox_hash_of_known_inputs() {
-        // Empty: SHA-256 of nothing.
-        assert_eq!(
-            DropboxHasher::new().finish(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        // 5 MiB in odd pieces equals the definition computed directly.
-        let data: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-        let mut h = DropboxHasher::new();
-        for piece in data.chunks(777_777) {
-            h.observe(piece);
+    /// Keeps every byte it sees.
+    struct Everything(Vec<u8>);
+
+    impl Observer for Everything {
+        fn observe(&mut self, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
         }
-        let mut concat = Vec::new();
-        for block in data.chunks(DROPBOX_BLOCK) {
-            concat.extend_from_slice(digest::digest(&digest::SHA256, block).as_ref());
-        }
-        assert_eq!(
-            h.finish(),
-            hex(digest::digest(&digest::SHA256, &concat).as_ref())
-        );
     }
 
     #[tokio::test]
@@ -254,7 +155,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 7) as u8).collect();
         let mut incoming = Incoming::new(Body::from(data.clone()), data.len() as u64);
-        let mut whole = Sha1Observer::new();
+        let mut whole = Everything(Vec::new());
         let a = Spool::fill(dir.path(), &mut incoming, 4096, &mut whole)
             .await
             .unwrap();
@@ -265,19 +166,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((a.len, b.len, c.len), (4096, 4096, 10_000 - 8192));
-        assert_eq!(
-            a.sha1.as_ref(),
-            digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &data[..4096]).as_ref()
-        );
-        assert_eq!(
-            whole.0.finish().as_ref(),
-            digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &data).as_ref()
-        );
+        assert_eq!(whole.0, data, "the observer saw every byte, in order");
+        let mut back = Vec::new();
+        for spool in [&a, &b, &c] {
+            let mut file = spool.file.try_clone().unwrap();
+            file.seek(SeekFrom::Start(0)).unwrap();
+            std::io::Read::read_to_end(&mut file, &mut back).unwrap();
+        }
+        assert_eq!(back, data, "the parts hold the body, in order");
         // Nothing is left in the spool directory: the files have no names.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         // A body shorter than declared is an error, not a short part.
         let mut short = Incoming::new(Body::from(vec![1u8; 100]), 200);
-        let err = Spool::fill(dir.path(), &mut short, 4096, &mut Sha1Observer::new()).await;
+        let err = Spool::fill(dir.path(), &mut short, 4096, &mut Everything(Vec::new())).await;
         assert!(matches!(err, Err(TransferError::BodyBrokeOff { .. })));
     }
 }
