@@ -107,9 +107,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Where blobs go, and which hashes they get. SHA-1 is only computed for
-/// Box (ring's SHA-1 is plain Rust: slow in unoptimised test builds), the
-/// content hash only for Dropbox.
+/// Where blobs go, and which hashes they get: each style's own (SHA-1 only
+/// for Box, the content hash only for Dropbox), since hashing every byte
+/// of every upload is most of the fake's work.
 #[derive(Clone, Debug)]
 pub(crate) struct BlobDir {
     path: PathBuf,
