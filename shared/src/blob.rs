@@ -22,6 +22,22 @@ pub const RCLONE_END_MARKER: &str = "<---End paste";
 /// Go's zero `time.Time`, which rclone writes when a token has no expiry.
 const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
+/// `t` as Go's `time.RFC3339Nano` writes it (which rclone's blob uses):
+/// nanoseconds with trailing zeros trimmed, no fraction at all on a whole
+/// second, and `Z` for a zero offset.
+fn go_rfc3339_nano(t: &DateTime<FixedOffset>) -> String {
+    let full = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+    // The fraction is the 9 digits after the seconds' `.` (byte 19).
+    match full.get(20..29) {
+        Some(digits) if full.as_bytes().get(19) == Some(&b'.') => {
+            let kept = digits.trim_end_matches('0');
+            let dot = if kept.is_empty() { "" } else { "." };
+            format!("{}{dot}{kept}{}", &full[..19], &full[29..])
+        }
+        _ => full,
+    }
+}
+
 /// What every parse error ends with, so the user knows what to paste instead.
 const EXPECTED: &str =
     "expected the one-line JSON printed by `oauth-authorize` or `rclone authorize` \
@@ -149,7 +165,7 @@ impl TokenBlob {
             token_type: self.token_type.as_deref(),
             refresh_token: self.refresh_token.as_ref().map(Secret::expose),
             expiry: match &self.expiry {
-                Some(e) => e.to_rfc3339_opts(SecondsFormat::Nanos, true),
+                Some(e) => go_rfc3339_nano(e),
                 None => GO_ZERO_TIME.to_string(),
             },
             expires_in: self.expires_in,
@@ -263,6 +279,30 @@ mod tests {
     }
 
     #[test]
+    fn expiry_is_written_as_go_writes_it() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).expect("time");
+        for (input, go) in [
+            (
+                "2017-07-08T23:40:08.059167677+01:00",
+                "2017-07-08T23:40:08.059167677+01:00",
+            ),
+            (
+                "2017-07-08T23:40:08.500+01:00",
+                "2017-07-08T23:40:08.5+01:00",
+            ),
+            ("2017-07-08T23:40:08.000+01:00", "2017-07-08T23:40:08+01:00"),
+            (
+                "2017-07-08T23:40:08.12-05:30",
+                "2017-07-08T23:40:08.12-05:30",
+            ),
+            ("2017-07-08T23:40:08.000001Z", "2017-07-08T23:40:08.000001Z"),
+            ("2017-07-08T23:40:08+00:00", "2017-07-08T23:40:08Z"),
+        ] {
+            assert_eq!(go_rfc3339_nano(&at(input)), go, "{input}");
+        }
+    }
+
+    #[test]
     fn bare_json() {
         let blob = TokenBlob::parse(&rclone_json()).unwrap();
         assert_full(&blob);
@@ -369,7 +409,7 @@ mod tests {
         .unwrap();
         assert!(utc
             .to_json()
-            .contains(r#""expiry":"2030-01-01T00:00:00.000000000Z""#));
+            .contains(r#""expiry":"2030-01-01T00:00:00Z""#));
         let paste = blob.to_rclone_paste();
         assert!(paste.starts_with(RCLONE_START_MARKER));
         assert_eq!(TokenBlob::parse(&paste).unwrap(), blob);
