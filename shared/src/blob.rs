@@ -407,9 +407,7 @@ mod tests {
             r#"{{"access_token":"{AT}","expiry":"2030-01-01T00:00:00Z"}}"#
         ))
         .unwrap();
-        assert!(utc
-            .to_json()
-            .contains(r#""expiry":"2030-01-01T00:00:00Z""#));
+        assert!(utc.to_json().contains(r#""expiry":"2030-01-01T00:00:00Z""#));
         let paste = blob.to_rclone_paste();
         assert!(paste.starts_with(RCLONE_START_MARKER));
         assert_eq!(TokenBlob::parse(&paste).unwrap(), blob);

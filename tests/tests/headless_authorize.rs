@@ -595,29 +595,74 @@ fn a_plain_blob_still_imports() {
 /// `token-vault authorize NAME --provider onedrive --device` against the
 /// setup's fake (its device endpoint, 1 s interval).
 fn device_command(vault: &Vault, setup: &Setup, name: &str) -> Command {
+    device_command_for(vault, setup, name, "onedrive", &[])
+}
+
+/// [`device_command`] for `provider`, plus `extra`.
+fn device_command_for(
+    vault: &Vault,
+    setup: &Setup,
+    name: &str,
+    provider: &str,
+    extra: &[&str],
+) -> Command {
     let fake = &setup.fake;
     let secret_file = setup.secret_file.to_string_lossy().into_owned();
     let (auth, token, device) = (fake.auth_url(), fake.token_url(), fake.device_url());
-    token_vault(
-        vault,
-        &[
-            "authorize",
-            name,
-            "--provider",
-            "onedrive",
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret-file",
-            &secret_file,
-            "--auth-url",
-            &auth,
-            "--token-url",
-            &token,
-            "--device-url",
-            &device,
-            "--device",
-        ],
-    )
+    let mut args = vec![
+        "authorize",
+        name,
+        "--provider",
+        provider,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret-file",
+        &secret_file,
+        "--auth-url",
+        &auth,
+        "--token-url",
+        &token,
+        "--device-url",
+        &device,
+        "--device",
+    ];
+    args.extend_from_slice(extra);
+    token_vault(vault, &args)
+}
+
+/// Google's device flow grants only some scopes, and not Drive's default
+/// (`…/auth/drive`): the refusal says what to do instead, and nothing is
+/// left behind.
+#[test]
+fn a_device_scope_the_provider_refuses_says_what_to_do() {
+    let vault = Vault::start(&[]);
+    let setup = Setup::new(Style::Box);
+    setup
+        .fake
+        .set_device_scopes(&["https://www.googleapis.com/auth/drive.file"]);
+    let outcome = setup.run(device_command_for(&vault, &setup, "gd", "drive", &[]));
+    outcome.assert_failure().assert_stderr_mentions(&[
+        "invalid_scope",
+        "--scope",
+        "https://www.googleapis.com/auth/drive.file",
+        "without --device",
+    ]);
+    assert!(setup.fake.device_user_codes().is_empty());
+    let listed = token_vault(&vault, &["list"]).output().expect("list");
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains("gd"),
+        "no connection was made"
+    );
+    // The scope it grants gets a user code.
+    let host = setup.spawn(device_command_for(
+        &vault,
+        &setup,
+        "gd",
+        "drive",
+        &["--scope", "https://www.googleapis.com/auth/drive.file"],
+    ));
+    host.wait_for_stderr("Waiting for the approval", RUN_DEADLINE);
+    assert_eq!(setup.fake.device_user_codes().len(), 1);
 }
 
 #[test]

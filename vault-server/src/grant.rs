@@ -11,7 +11,7 @@
 use crate::http::{read_limited, HttpClient};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::Deserialize;
-use shared::{Provider, Secret, TokenBlob};
+use shared::{Provider, ProviderKind, Secret, TokenBlob};
 use std::time::Duration;
 
 /// RFC 8628's grant type.
@@ -204,6 +204,25 @@ struct RawDevice {
     interval: Option<serde_json::Value>,
 }
 
+/// What to do when a device authorization is refused for its scopes:
+/// providers grant only some scopes through the device flow.
+fn device_scope_hint(kind: ProviderKind, asked: &str) -> String {
+    let asked = if asked.is_empty() {
+        "the provider's default scopes".to_string()
+    } else {
+        format!("`{}`", printable(asked))
+    };
+    let example = match kind {
+        ProviderKind::Drive => {
+            " (Google Drive's device flow grants https://www.googleapis.com/auth/drive.file, files this client created, but not …/auth/drive)"
+        }
+        _ => "",
+    };
+    format!(
+        "; it does not grant {asked} through the device flow: run `token-vault authorize` again with --scope naming scopes it does{example}, or without --device (bootstrap mode) for full access"
+    )
+}
+
 /// Asks the provider's device authorization endpoint for a user code.
 pub async fn start_device(
     http: &HttpClient,
@@ -234,16 +253,24 @@ pub async fn start_device(
         .await
         .map_err(|r| format!("the device authorization endpoint answered HTTP {status}, {r}"))?;
     if status != 200 {
-        let said = serde_json::from_slice::<RawError>(&body)
-            .ok()
-            .and_then(|e| Some((e.error?, e.error_description)))
-            .map(|(e, d)| match d {
-                Some(d) => format!(": {} ({})", printable(&e), printable(&d)),
-                None => format!(": {}", printable(&e)),
-            })
-            .unwrap_or_default();
+        let refusal = serde_json::from_slice::<RawError>(&body).ok();
+        let error = refusal.as_ref().and_then(|e| e.error.as_deref());
+        let said = match (
+            error,
+            refusal
+                .as_ref()
+                .and_then(|e| e.error_description.as_deref()),
+        ) {
+            (Some(e), Some(d)) => format!(": {} ({})", printable(e), printable(d)),
+            (Some(e), None) => format!(": {}", printable(e)),
+            (None, _) => String::new(),
+        };
+        let hint = match error {
+            Some("invalid_scope") => device_scope_hint(provider.kind, &scope),
+            _ => String::new(),
+        };
         return Err(format!(
-            "the device authorization endpoint of {} refused the request (HTTP {status}{said})",
+            "the device authorization endpoint of {} refused the request (HTTP {status}{said}){hint}",
             provider.kind
         ));
     }

@@ -61,6 +61,8 @@ pub(crate) struct DeviceState {
     user_codes: Vec<String>,
     too_soon: u64,
     requests: u64,
+    /// The scopes a device code may be asked for; `None`: any.
+    allowed_scopes: Option<Vec<String>>,
 }
 
 impl Default for DeviceState {
@@ -75,6 +77,7 @@ impl Default for DeviceState {
             user_codes: Vec::new(),
             too_soon: 0,
             requests: 0,
+            allowed_scopes: None,
         }
     }
 }
@@ -110,6 +113,13 @@ pub(super) async fn authorize(AxumState(shared): AxumState<Shared>, body: Bytes)
         return OAuthError::new("invalid_client", "Unknown client_id").into_response();
     };
     let client_id = client_id.to_owned();
+    if let (Some(allowed), Some(scope)) = (&st.device.allowed_scopes, p.get("scope")) {
+        // Google's answer to a scope its device flow does not grant.
+        if let Some(bad) = scope.split(' ').find(|s| !allowed.iter().any(|a| a == s)) {
+            return OAuthError::new("invalid_scope", format!("Invalid device flow scope: {bad}"))
+                .into_response();
+        }
+    }
     let device_code = st.new_secret("device-");
     let user_code = user_code(&st);
     let base = st.files.base_url.clone();
@@ -271,6 +281,13 @@ impl FakeProvider {
         let mut st = self.state();
         st.device.interval = interval_secs;
         st.device.expires_in = expires_in_secs;
+    }
+
+    /// Limits the scopes a device code may be asked for, as Google does
+    /// (its device flow grants `…/auth/drive.file` but not `…/auth/drive`):
+    /// a request for any other gets 400 `invalid_scope`. Default: any.
+    pub fn set_device_scopes(&self, allowed: &[&str]) {
+        self.state().device.allowed_scopes = Some(allowed.iter().map(|s| s.to_string()).collect());
     }
 
     /// Queues what the user does, one answer per poll in order; once the
