@@ -399,25 +399,52 @@ fn a_part_whose_answer_is_lost_is_not_sent_twice_into_the_file() {
 
 /// The commit (Box) or finish (Dropbox) is done but its answer is lost:
 /// the retry finds the session gone, and the vault still reports the
-/// upload, because the file holds exactly the bytes it sent.
+/// upload, because the file holds exactly the bytes it sent. The same for
+/// a one-request upload, which the retry simply makes again.
 #[test]
 fn a_commit_whose_answer_is_lost_still_reports_the_upload() {
-    for (style, name, extra, commit_path) in [
-        (Style::Box, "box", ["--upload-cutoff", "21MB"], "/commit"),
-        (Style::Dropbox, "dbx", ["--chunk-size", "4MB"], "finish"),
+    for (style, name, extra, commit_path, len) in [
+        (
+            Style::Box,
+            "box",
+            ["--upload-cutoff", "21MB"],
+            "/commit",
+            25_000_000,
+        ),
+        (
+            Style::Dropbox,
+            "dbx",
+            ["--chunk-size", "4MB"],
+            "finish",
+            25_000_000,
+        ),
+        (
+            Style::Box,
+            "box",
+            ["--upload-cutoff", "21MB"],
+            "/files/content",
+            1_000_000,
+        ),
+        (
+            Style::Dropbox,
+            "dbx",
+            ["--chunk-size", "4MB"],
+            "files/upload",
+            1_000_000,
+        ),
     ] {
         let (fake, vault) = setup(style, name, &extra);
         let work = tempfile::tempdir().expect("tempdir");
-        let local = make_file(work.path(), "lost", 25_000_000);
+        let local = make_file(work.path(), "lost", len);
         fake.inject_api_fault(commit_path, ApiFault::LostAnswer);
         let out = ok(&vault, &["put", s(&local), &format!("{name}:/lost.bin")]);
-        assert!(out.contains("uploaded /lost.bin"), "{name}: {out}");
-        assert_eq!(fake.pending_api_faults(), 0, "{name}: the fault was used");
+        assert!(out.contains("uploaded /lost.bin"), "{name} {len}: {out}");
+        assert_eq!(fake.pending_api_faults(), 0, "{name} {len}: fault unused");
         assert_eq!(
             fake.file_sha256("/lost.bin"),
             Some(sha256_file(&local)),
-            "{name}"
+            "{name} {len}"
         );
-        assert_eq!(fake.paths(), ["/lost.bin"], "{name}: no duplicate");
+        assert_eq!(fake.paths(), ["/lost.bin"], "{name} {len}: no duplicate");
     }
 }
