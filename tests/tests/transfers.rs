@@ -120,6 +120,9 @@ fn mkdir_put_get_ls_rm_on_both_providers() {
                 "{name} {file} round trip"
             );
         }
+        // Every upload request said its length (parts and chunks are
+        // streamed from the spool, but never sent chunked).
+        assert_eq!(fake.counters().chunked_requests, 0, "{name}");
         // ls --json describes both files.
         let listing: serde_json::Value =
             serde_json::from_str(&ok(&vault, &["ls", &format!("{name}:/a/b"), "--json"]))

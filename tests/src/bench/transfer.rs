@@ -17,7 +17,8 @@
 //!   `GET /2.0/files/{id}/content` and the 302's one-time URL; Dropbox,
 //!   `upload_session/start`, `append_v2` and `finish` in 48 MiB chunks (one
 //!   `files/upload` at or below that), then `files/download`. Upload bodies
-//!   are streamed from the file (chunked), as the vault streams its spool.
+//!   are streamed from the file with their `Content-Length`, as the vault
+//!   streams its spool.
 //! - Each upload is made once per route, the vault's first; each download
 //!   [`DOWNLOAD_ROUNDS`] times per route, alternating (they are short, so
 //!   noisier).
@@ -489,7 +490,8 @@ fn retry_after(response: &reqwest::Response) -> Duration {
 }
 
 impl Direct<'_> {
-    /// The source from `offset`, `len` bytes, as a streamed (chunked) body.
+    /// The source from `offset`, `len` bytes, as a streamed body (the
+    /// request states the length).
     fn body(&self, offset: u64, len: u64) -> anyhow::Result<reqwest::Body> {
         Ok(reqwest::Body::wrap_stream(self.source.stream(offset, len)?))
     }
@@ -561,6 +563,7 @@ impl Direct<'_> {
                 .put(&url)
                 .bearer_auth(&self.token)
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_LENGTH, part_len)
                 .header(
                     reqwest::header::CONTENT_RANGE,
                     format!("bytes {offset}-{}/{len}", offset + part_len - 1),
@@ -643,9 +646,9 @@ impl Direct<'_> {
         arg: &Value,
         range: Option<(u64, u64)>,
     ) -> anyhow::Result<Value> {
-        let body = match range {
-            Some((offset, len)) => self.body(offset, len)?,
-            None => reqwest::Body::from(Vec::new()),
+        let (body, len) = match range {
+            Some((offset, len)) => (self.body(offset, len)?, len),
+            None => (reqwest::Body::from(Vec::new()), 0),
         };
         let response = self
             .http
@@ -653,6 +656,7 @@ impl Direct<'_> {
             .bearer_auth(&self.token)
             .header("Dropbox-API-Arg", arg.to_string())
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, len)
             .body(body)
             .send()
             .await?;

@@ -658,7 +658,7 @@ fn transfer_header(f: &Figures) -> Vec<String> {
             transfer::DOWNLOAD_ROUNDS
         ),
         "transfers, the fake: it stores every upload on disk in $TMPDIR and hashes it (Box SHA-1 + SHA-256, Dropbox content hash + SHA-256; a session's commit or finish copies its parts into one file), so both routes pay its disk writes and hashing alike; its Box commit 202 (\"still processing\", Retry-After 1 s) is off; it runs inside the bench process, its CPU counted apart".into(),
-        "transfers, direct: reqwest over loopback TCP with the bearer token seed_tokens issued, the vault's own requests for that size, bodies streamed (chunked) from the file as the vault streams its spool; no content-hash check (the vault's Dropbox upload computes one, Box's SHA-1s are the protocol's)".into(),
+        "transfers, direct: reqwest over loopback TCP with the bearer token seed_tokens issued, the vault's own requests for that size, bodies streamed from the file with their Content-Length, as the vault streams its spool; no content-hash check (the vault's Dropbox upload computes one, Box's SHA-1s are the protocol's)".into(),
     ]
 }
 

@@ -26,6 +26,9 @@ pub(super) async fn gate(
     let (style, fault, request_id) = {
         let mut st = lock(&shared);
         st.counters.api_requests += 1;
+        if request.headers().contains_key(header::TRANSFER_ENCODING) {
+            st.counters.chunked_requests += 1;
+        }
         let fault = st.files.take_fault(&path);
         if fault.is_some() {
             st.counters.api_faults += 1;

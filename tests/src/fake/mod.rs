@@ -189,6 +189,10 @@ pub struct Counters {
     pub api_requests: u64,
     /// Requests answered with an injected [`ApiFault`].
     pub api_faults: u64,
+    /// API, upload and content requests whose body came chunked
+    /// (`Transfer-Encoding: chunked`) instead of with a `Content-Length`.
+    /// rclone states every upload's length; a client should too.
+    pub chunked_requests: u64,
     /// Files created or given a new version by an upload (Box simple upload
     /// or commit, Dropbox upload or session finish). Seeding with
     /// [`FakeProvider::put_file`] does not count.

@@ -15,7 +15,7 @@ use crate::transfer::TransferError;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use serde_json::{json, Value};
 use sha1::{Digest as _, Sha1};
 use shared::api::{Entry, EntryKind, WhoAmI};
@@ -569,6 +569,7 @@ impl BoxFiles {
                     .put(url)
                     .bearer_auth(token.expose())
                     .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, spool.len)
                     .header(CONTENT_RANGE, range.clone())
                     .header("Digest", digest.clone())
                     .body(body))

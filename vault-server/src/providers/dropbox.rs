@@ -16,7 +16,7 @@ use crate::transfer::path::RemotePath;
 use crate::transfer::spool::{Incoming, Spool};
 use crate::transfer::TransferError;
 use chrono::{DateTime, Utc};
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use serde_json::{json, Value};
 use shared::api::{Entry, EntryKind, WhoAmI};
 use shared::Secret;
@@ -157,17 +157,25 @@ impl DropboxFiles {
         let response = self
             .caller
             .send(|http, token| {
-                let body = match spool {
-                    Some(s) => s.body_from(offset).map_err(|e| {
-                        ProviderCallError::Transport(format!("cannot read the spooled chunk: {e}"))
-                    })?,
-                    None => reqwest::Body::from(Vec::new()),
+                // A spooled body is a stream: say its length, as rclone
+                // does, rather than send it chunked.
+                let (body, len) = match spool {
+                    Some(s) => (
+                        s.body_from(offset).map_err(|e| {
+                            ProviderCallError::Transport(format!(
+                                "cannot read the spooled chunk: {e}"
+                            ))
+                        })?,
+                        s.len - offset,
+                    ),
+                    None => (reqwest::Body::from(Vec::new()), 0),
                 };
                 Ok(http
                     .post(&url)
                     .bearer_auth(token.expose())
                     .header("Dropbox-API-Arg", header.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, len)
                     .body(body))
             })
             .await?;
