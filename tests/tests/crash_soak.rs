@@ -329,7 +329,15 @@ fn soak(kills: usize) -> Figures {
             String::from_utf8_lossy(&out.stderr),
             tail(&vault.log(), 40)
         );
-        assert_eq!(fake.grant_refreshes(&chain.grant_rt), Some(before + 1));
+        // The chain moved on at the provider. By one, or by more: the
+        // daemon's own refreshes (every second here) keep running, and one
+        // may land between `before` and the end of this one.
+        let after = fake.grant_refreshes(&chain.grant_rt).expect("grant");
+        assert!(
+            after > before,
+            "{}: `token-vault refresh` succeeded but the provider saw no refresh",
+            chain.name
+        );
         assert_eq!(vault.status(&chain.name)["state"], "ok");
     }
     for at in &lost_access {
