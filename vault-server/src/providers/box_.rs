@@ -15,7 +15,7 @@ use crate::transfer::TransferError;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use serde_json::{json, Value};
 use sha1::{Digest as _, Sha1};
 use shared::api::{Entry, EntryKind, WhoAmI};
@@ -562,17 +562,15 @@ impl BoxFiles {
         let response = self
             .caller
             .send(|http, token| {
-                let body = spool.body_from(0).map_err(|e| {
-                    ProviderCallError::Transport(format!("cannot read the spooled part: {e}"))
-                })?;
-                Ok(http
+                let request = http
                     .put(url)
                     .bearer_auth(token.expose())
                     .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, spool.len)
                     .header(CONTENT_RANGE, range.clone())
-                    .header("Digest", digest.clone())
-                    .body(body))
+                    .header("Digest", digest.clone());
+                spool.send_from(request, 0).map_err(|e| {
+                    ProviderCallError::Transport(format!("cannot read the spooled part: {e}"))
+                })
             })
             .await?;
         let status = response.status().as_u16();

@@ -16,7 +16,7 @@ use crate::transfer::path::RemotePath;
 use crate::transfer::spool::{Incoming, Spool};
 use crate::transfer::TransferError;
 use chrono::{DateTime, Utc};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
 use shared::api::{Entry, EntryKind, WhoAmI};
 use shared::Secret;
@@ -157,26 +157,17 @@ impl DropboxFiles {
         let response = self
             .caller
             .send(|http, token| {
-                // A spooled body is a stream: say its length, as rclone
-                // does, rather than send it chunked.
-                let (body, len) = match spool {
-                    Some(s) => (
-                        s.body_from(offset).map_err(|e| {
-                            ProviderCallError::Transport(format!(
-                                "cannot read the spooled chunk: {e}"
-                            ))
-                        })?,
-                        s.len - offset,
-                    ),
-                    None => (reqwest::Body::from(Vec::new()), 0),
-                };
-                Ok(http
+                let request = http
                     .post(&url)
                     .bearer_auth(token.expose())
                     .header("Dropbox-API-Arg", header.clone())
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, len)
-                    .body(body))
+                    .header(CONTENT_TYPE, "application/octet-stream");
+                match spool {
+                    Some(s) => s.send_from(request, offset).map_err(|e| {
+                        ProviderCallError::Transport(format!("cannot read the spooled chunk: {e}"))
+                    }),
+                    None => Ok(request.body(Vec::new())),
+                }
             })
             .await?;
         let status = response.status().as_u16();

@@ -114,7 +114,21 @@ impl Spool {
         })
     }
 
+    /// `request` carrying the part from `offset` on as its body, with its
+    /// `Content-Length`: a streamed body would otherwise go out chunked,
+    /// which rclone never sends and a provider need not take.
+    pub fn send_from(
+        &self,
+        request: reqwest::RequestBuilder,
+        offset: u64,
+    ) -> Result<reqwest::RequestBuilder, std::io::Error> {
+        Ok(request
+            .header(reqwest::header::CONTENT_LENGTH, self.len - offset)
+            .body(self.body_from(offset)?))
+    }
+
     /// The part from `offset` on, as a fresh request body (one per attempt).
+    /// Its length is not in it: see [`Spool::send_from`].
     pub fn body_from(&self, offset: u64) -> Result<reqwest::Body, std::io::Error> {
         let mut handle = self.file.try_clone()?;
         handle.seek(SeekFrom::Start(offset))?;
