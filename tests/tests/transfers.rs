@@ -400,6 +400,34 @@ fn a_part_whose_answer_is_lost_is_not_sent_twice_into_the_file() {
     }
 }
 
+/// A Dropbox append broke off after Dropbox had kept the first part of the
+/// chunk: the retry hears `incorrect_offset` with an offset inside the
+/// chunk, and the vault sends only the rest of it. Resending the whole
+/// chunk from there would duplicate its start; refusing the offset would
+/// fail the upload.
+#[test]
+fn a_chunk_dropbox_kept_in_part_is_resumed_inside_it() {
+    let (fake, vault) = setup(Style::Dropbox, "dbx", &["--chunk-size", "4MB"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let local = make_file(work.path(), "kept", 25_000_000);
+    // Not a multiple of anything the vault reads or sends in.
+    let kept = 1_000_003;
+    fake.inject_api_fault("append_v2", ApiFault::KeptPrefix { bytes: kept });
+    ok(&vault, &["put", s(&local), "dbx:/kept.bin"]);
+    assert_eq!(fake.pending_api_faults(), 0, "the fault was used");
+    assert_eq!(
+        fake.file_sha256("/kept.bin"),
+        Some(sha256_file(&local)),
+        "the file must be the source, byte for byte"
+    );
+    assert_eq!(fake.open_upload_sessions(), 0);
+    assert!(
+        vault.log().contains("offset resync"),
+        "the vault resynced: {}",
+        vault.log()
+    );
+}
+
 /// The commit (Box) or finish (Dropbox) is done but its answer is lost:
 /// the retry finds the session gone, and the vault still reports the
 /// upload, because the file holds exactly the bytes it sent. The same for

@@ -1,11 +1,13 @@
 //! The gate every API, upload, content and download request goes through
 //! (everything but `/oauth2/…`): it counts the request and, if a queued
 //! [`ApiFault`] matches the request's path, answers with that fault before
-//! anything else is looked at (or, for [`ApiFault::LostAnswer`], after the
-//! request has been handled).
+//! anything else is looked at (or, for [`ApiFault::LostAnswer`] and
+//! [`ApiFault::KeptPrefix`], after the request, or part of it, has been
+//! handled).
 
+use axum::body::Body;
 use axum::extract::{Request, State as AxumState};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -37,11 +39,18 @@ pub(super) async fn gate(
         (st.style, fault, request_id)
     };
     match fault {
-        Some(ApiFault::LostAnswer) => {
-            let done = next.run(request).await;
-            // The work is done once the handler answers; the answer goes.
-            let _ = axum::body::to_bytes(done.into_body(), usize::MAX).await;
-            fault_response(style, ApiFault::ServerError, &request_id)
+        Some(ApiFault::LostAnswer) => handled_then_lost(next, request, style, &request_id).await,
+        Some(ApiFault::KeptPrefix { bytes }) => {
+            let (mut parts, body) = request.into_parts();
+            let Ok(whole) = axum::body::to_bytes(body, MAX_CUT_BODY).await else {
+                return fault_response(style, ApiFault::ServerError, &request_id);
+            };
+            let kept = whole.slice(..whole.len().min(bytes));
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(kept.len()));
+            let request = Request::from_parts(parts, Body::from(kept));
+            handled_then_lost(next, request, style, &request_id).await
         }
         Some(fault) => {
             reject(
@@ -54,10 +63,28 @@ pub(super) async fn gate(
     }
 }
 
+/// The largest body [`ApiFault::KeptPrefix`] reads whole to cut it: test
+/// chunks are a few MB.
+const MAX_CUT_BODY: usize = 64 << 20;
+
+/// Lets the handler do its work on `request`, then drops its answer for a
+/// 500, as when the connection breaks before the answer gets through.
+async fn handled_then_lost(
+    next: Next,
+    request: Request,
+    style: Style,
+    request_id: &str,
+) -> Response {
+    let done = next.run(request).await;
+    // The work is done once the handler answers; the answer goes.
+    let _ = axum::body::to_bytes(done.into_body(), usize::MAX).await;
+    fault_response(style, ApiFault::ServerError, request_id)
+}
+
 /// The provider's real answer for an injected fault.
 fn fault_response(style: Style, fault: ApiFault, request_id: &str) -> Response {
     match fault {
-        ApiFault::ServerError | ApiFault::LostAnswer => (
+        ApiFault::ServerError | ApiFault::LostAnswer | ApiFault::KeptPrefix { .. } => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/html")],
             "<html><head><title>500 Internal Server Error</title></head>\

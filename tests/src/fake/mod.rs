@@ -151,6 +151,14 @@ pub enum ApiFault {
     /// connection drops after the request. A client that retries sees the
     /// provider's own answer to the repeat (Dropbox `incorrect_offset`, say).
     LostAnswer,
+    /// Only the first `bytes` of the request's body reach the handler, which
+    /// takes them for the whole body (a Dropbox append stores them); then
+    /// the answer is lost as with [`ApiFault::LostAnswer`]. A connection
+    /// that broke mid-body after the provider had kept part of it: a client
+    /// that retries the chunk hears Dropbox's `incorrect_offset` with a
+    /// `correct_offset` inside the chunk. (The gate holds the body in memory
+    /// to cut it, so this is for test-sized requests.)
+    KeptPrefix { bytes: usize },
     /// The provider's real 401 for an expired token: Box's empty body with
     /// `WWW-Authenticate: Bearer … error="invalid_token"`, Dropbox's
     /// `{"error_summary":"expired_access_token/..",…}`. The token itself
