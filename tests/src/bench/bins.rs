@@ -1,7 +1,10 @@
 //! Where the release binaries are, for a bench that runs from
 //! `target/release/` itself (unlike [`crate::bins`], which serves test
-//! executables in `target/<profile>/deps/`).
+//! executables in `target/<profile>/deps/`), and their sizes (measurement
+//! 5).
 
+use super::stats::grouped;
+use super::table::{failed_row, plain_row, Row};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -105,4 +108,36 @@ fn elf64_has_section(elf: &[u8], wanted: &[u8]) -> Option<bool> {
         }
     }
     Some(false)
+}
+
+/// The rows of measurement 5: each binary's size, and whether it is
+/// stripped.
+pub fn size_rows(bins: &[&Path]) -> Vec<Row> {
+    let what = "5 binary size";
+    let mut rows = Vec::new();
+    for bin in bins {
+        let name = bin
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (bytes, symbols) = match size_and_symbols(bin) {
+            Ok(found) => found,
+            Err(e) => {
+                rows.push(failed_row(what, &anyhow::anyhow!(e)));
+                continue;
+            }
+        };
+        let symbols = match symbols {
+            Some(false) => "stripped (no .symtab)",
+            Some(true) => "NOT stripped (has .symtab)",
+            None => "not an ELF64 file",
+        };
+        rows.push(plain_row(
+            what,
+            &name,
+            format!("{:.2} MB", bytes as f64 / 1e6),
+            format!("{} bytes; {symbols}", grouped(bytes)),
+        ));
+    }
+    rows
 }
