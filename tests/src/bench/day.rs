@@ -67,6 +67,16 @@ pub const QUICK: Plan = Plan {
     ..FULL
 };
 
+/// The CI smoke run (`tests/tests/bench_smoke.rs`, on a debug daemon): 20
+/// connections for 3 s, longer than one refresh period, so each one is due
+/// for a refresh during the run.
+pub const SMOKE: Plan = Plan {
+    connections: 20,
+    run: Duration::from_secs(3),
+    samples_per_sec: 20,
+    ..FULL
+};
+
 /// Samplers running at once.
 const SAMPLERS: u32 = 4;
 /// How often the connection list is polled for states and expiries.

@@ -1,7 +1,9 @@
 //! The machinery of `vault-bench` (`src/bin/vault_bench.rs`): it measures
 //! the release binaries and prints figures; it never asserts anything. The
 //! binary only parses its arguments, picks the measurements and prints the
-//! [`table`] they fill.
+//! [`table`] they fill. `tests/tests/bench_smoke.rs` runs short variants of
+//! measurements 6 and 7 and a slice of 1 on the debug binaries, asserting
+//! only that they work, so that this machinery cannot rot unseen.
 //!
 //! - [`bins`] finds the release binaries next to the bench itself, and
 //!   reports their sizes (measurement 5);
