@@ -17,6 +17,7 @@
 
 use super::daemon::Daemon;
 use super::load;
+use super::machine;
 use crate::fake::{FakeProvider, Style};
 use crate::vault_harness::{http, CLIENT_ID, CLIENT_SECRET};
 use anyhow::{ensure, Context};
@@ -247,7 +248,10 @@ pub fn run(
     figures.token_errors = counters.token_errors;
     figures.chain_breaks = fake.refresh_chain_breaks();
     figures.max_in_flight = fake.max_token_requests_in_flight();
-    let (peak, rss) = memory_kib(pid);
+    let (peak, rss) = (
+        machine::status_kib(pid, "VmHWM"),
+        machine::status_kib(pid, "VmRSS"),
+    );
     figures.peak_rss_kib = peak;
     figures.rss_end_kib = rss;
 
@@ -405,20 +409,4 @@ async fn poll(shared: &Shared, socket: &Path, n: usize, last: bool) -> Option<En
         missing: n.saturating_sub(seen),
         refreshes: (if seen == 0 { 0 } else { fewest }, most),
     })
-}
-
-/// VmHWM and VmRSS of `pid`, KiB.
-fn memory_kib(pid: u32) -> (Option<u64>, Option<u64>) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status.lines().find_map(|l| {
-            l.strip_prefix(name)?
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .ok()
-        })
-    };
-    (field("VmHWM:"), field("VmRSS:"))
 }

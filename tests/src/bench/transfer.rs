@@ -749,15 +749,6 @@ pub fn size_label(bytes: u64) -> String {
     }
 }
 
-/// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`).
-pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
-        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
-        rest.trim().strip_suffix("kB")?.trim().parse().ok()
-    })
-}
-
 /// Resets `pid`'s `VmHWM` to its current RSS (Linux ≥ 4.0, same user).
 fn reset_hwm(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
@@ -859,8 +850,8 @@ pub fn run(
         let (access, refresh) = fake.seed_tokens(CLIENT_ID, 86_400);
         let imported = vault.import(name, &fake, &blob(&access, Some(&refresh), 86_400));
         if figures.rss_before_kib.is_none() {
-            figures.rss_before_kib = status_kib(pid, "VmRSS");
-            figures.startup_hwm_kib = status_kib(pid, "VmHWM");
+            figures.rss_before_kib = machine::status_kib(pid, "VmRSS");
+            figures.startup_hwm_kib = machine::status_kib(pid, "VmHWM");
         }
         let direct = Direct {
             http: &http,
@@ -971,7 +962,7 @@ pub fn run(
             })();
             let wall = started.elapsed();
             let cpu = CpuSample::take(pid).since(before);
-            let daemon_hwm_kib = status_kib(pid, "VmHWM");
+            let daemon_hwm_kib = machine::status_kib(pid, "VmHWM");
             let outcome = outcome
                 .map(|(bytes, downloaded_sha, how)| {
                     let check = match downloaded_sha {
@@ -1022,6 +1013,6 @@ pub fn run(
             });
         }
     }
-    figures.rss_after_kib = status_kib(pid, "VmRSS");
+    figures.rss_after_kib = machine::status_kib(pid, "VmRSS");
     Ok(figures)
 }
