@@ -248,12 +248,8 @@ pub fn run(
     figures.token_errors = counters.token_errors;
     figures.chain_breaks = fake.refresh_chain_breaks();
     figures.max_in_flight = fake.max_token_requests_in_flight();
-    let (peak, rss) = (
-        machine::status_kib(pid, "VmHWM"),
-        machine::status_kib(pid, "VmRSS"),
-    );
-    figures.peak_rss_kib = peak;
-    figures.rss_end_kib = rss;
+    figures.peak_rss_kib = machine::status_kib(pid, "VmHWM");
+    figures.rss_end_kib = machine::status_kib(pid, "VmRSS");
 
     // ---- the end: every connection still there and ok.
     let end = runtime.block_on(poll(&shared, &vault.socket, plan.connections, true));
