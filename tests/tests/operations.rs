@@ -219,7 +219,7 @@ fn config_file_flags_win_and_unknown_keys_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("run").join("v.sock");
     let config = format!(
-        "socket = \"{}\"\nstate_dir = \"{}\"\nlog_format = \"json\"\n[refresh]\nbackoff_min = \"7s\"\nbackoff_max = \"9m\"\n[limits]\nmax_concurrent_refreshes = 3\n",
+        "socket = \"{}\"\nstate_dir = \"{}\"\nlog_format = \"json\"\n[refresh]\nbackoff_min = \"7s\"\nbackoff_max = \"9m\"\n[limits]\nmax_concurrent_refreshes = 3\nworker_threads = 7\n",
         socket.display(),
         dir.path().join("state").display()
     );
@@ -241,6 +241,10 @@ fn config_file_flags_win_and_unknown_keys_are_named() {
         "the flag must beat the file: {line}"
     );
     assert_eq!(fields["max_concurrent_refreshes"], 3, "{line}");
+    assert_eq!(
+        fields["worker_threads"], 7,
+        "the runtime runs the file's worker threads: {line}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 

@@ -36,6 +36,7 @@ pub fn serve(args: ServeArgs, socket_flag: Option<&Path>) -> anyhow::Result<()> 
     let settings = Settings::resolve(&args, socket_flag, file)?;
     init_logging(settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.worker_threads)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -165,6 +166,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         backoff_min = ?settings.backoff_min,
         backoff_max = ?settings.backoff_max,
         max_concurrent_refreshes = settings.max_concurrent_refreshes,
+        // The runtime's own count, not the setting's.
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         hooks = settings.on_event.is_some(),
         "token-vault is serving"
     );
