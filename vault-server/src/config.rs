@@ -77,8 +77,9 @@ pub struct HooksSection {
 /// client's, and with one thread both ends run where the bytes are, with no
 /// wakeups across threads. Measured on 2 cores (README, Performance): a
 /// download relayed with a quarter less CPU than with two threads, and
-/// token requests served faster. One core still relays about a gigabyte a
-/// second, more than a host's uplink; `--worker-threads` raises it.
+/// token requests served as fast. One thread still relayed 760-960 MB/s in
+/// the benchmark, beyond most hosts' uplinks; `--worker-threads` raises it
+/// for many large transfers at once.
 pub const DEFAULT_WORKER_THREADS: usize = 1;
 /// The most worker threads one may ask for: far beyond any host's use for
 /// them, and a bound on a typo's cost.
