@@ -8,16 +8,16 @@
 //! Nothing here is about speed, and nothing waits by sleeping: every wait
 //! is the bench's own, bounded by its deadlines.
 //!
-//! Not run here: measurements 2 to 4. The baseline server re-executes the
-//! bench binary itself; what the refresh storm and `oauth-authorize` do is
-//! asserted by the end-to-end tests (`vault.rs`, `authorize.rs`), though
-//! the bench's code that times them is not run.
+//! Not run here: measurements 2 and 3. The baseline server re-executes the
+//! bench binary itself; what the refresh storm does is asserted by the
+//! end-to-end tests (`vault.rs`), though the bench's code that times it is
+//! not run.
 
 use std::path::PathBuf;
 use std::time::Duration;
 use tests::bench::transfer::{self, Direction, Route};
-use tests::bench::{day, day_report, load, serving, transfer_report};
-use tests::fake::Style;
+use tests::bench::{authorize, day, day_report, load, serving, transfer_report};
+use tests::fake::{FakeProvider, Style};
 
 /// Bytes per transfer: just above Box's upload cutoff and one Dropbox
 /// chunk, so both routes take the upload sessions the bench measures at
@@ -148,4 +148,25 @@ fn token_load_slice_gets_answers() {
     assert_eq!(result.errors, 0, "non-200 answers or a broken connection");
     assert_eq!(result.sent, result.latencies.len() as u64);
     assert_eq!(kept.len(), 1, "the keep-alive connection is still usable");
+}
+
+/// Measurement 4, two runs: `oauth-authorize` (debug) turns each browser
+/// callback into a blob on stdout, and the fake token endpoint answers the
+/// bench's own timed requests.
+#[test]
+fn authorize_runs_end_in_blobs() {
+    let runtime = runtime();
+    let fake = FakeProvider::start(Style::Box);
+    let figures = runtime.block_on(authorize::callback_to_blob(
+        &tests::bins::path("oauth-authorize"),
+        &fake,
+        2,
+    ));
+    assert!(figures.failures.is_empty(), "{:?}", figures.failures);
+    assert_eq!(figures.callback_to_blob.len(), 2, "a blob per run");
+    assert_eq!(figures.page.len(), 2, "a success page per run");
+    let endpoint = runtime
+        .block_on(authorize::token_endpoint(&fake, 2))
+        .expect("the token endpoint answers");
+    assert_eq!(endpoint.len(), 2);
 }
