@@ -36,7 +36,7 @@ pub fn body(len: usize) -> String {
 }
 
 /// Runs the server on `socket` until stdin closes (the parent went away),
-/// the parent kills it, or [`MAX_LIFETIME`] passes.
+/// the parent kills it, or `MAX_LIFETIME` passes.
 pub fn serve(socket: &Path, body_len: usize) -> anyhow::Result<()> {
     let body = Bytes::from(body(body_len));
     std::thread::spawn(|| {

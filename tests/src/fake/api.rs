@@ -58,7 +58,7 @@ pub(super) async fn box_users_me(
         "timezone": "America/Los_Angeles",
         "space_amount": 10_737_418_240u64,
         "space_used": 1_048_576u64,
-        "max_upload_size": 2_147_483_648u64,
+        "max_upload_size": super::box_files::MAX_FILE_SIZE,
         "status": "active",
         "job_title": "",
         "phone": "",
