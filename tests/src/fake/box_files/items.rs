@@ -274,18 +274,7 @@ pub(super) async fn folder_info(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let st = lock(&shared);
-    if let Err(r) = check_auth(&st, &headers) {
-        return r;
-    }
-    let fields = fields_param(&parse_form(query.unwrap_or_default().as_bytes()));
-    match folder(&st.files.tree, &id) {
-        Ok(n) => json_response(
-            StatusCode::OK,
-            with_fields(full(&st.files.tree, n), fields.as_deref()),
-        ),
-        Err(e) => e.into_response(),
-    }
+    item_info(&shared, &id, query, &headers, folder)
 }
 
 /// `GET /2.0/files/{id}`.
@@ -295,12 +284,24 @@ pub(super) async fn file_info(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let st = lock(&shared);
-    if let Err(r) = check_auth(&st, &headers) {
+    item_info(&shared, &id, query, &headers, file)
+}
+
+/// A folder's or a file's full JSON (`lookup` says which kind `id` must
+/// be), cut to the `fields` query parameter when there is one.
+fn item_info(
+    shared: &Shared,
+    id: &str,
+    query: Option<String>,
+    headers: &HeaderMap,
+    lookup: fn(&Tree, &str) -> Result<NodeId, BoxError>,
+) -> Response {
+    let st = lock(shared);
+    if let Err(r) = check_auth(&st, headers) {
         return r;
     }
     let fields = fields_param(&parse_form(query.unwrap_or_default().as_bytes()));
-    match file(&st.files.tree, &id) {
+    match lookup(&st.files.tree, id) {
         Ok(n) => json_response(
             StatusCode::OK,
             with_fields(full(&st.files.tree, n), fields.as_deref()),
