@@ -948,6 +948,24 @@ fn dropbox_upload_modes_download_and_ascii_args() {
         conflict["error"]["reason"],
         json!({".tag": "conflict", "conflict": {".tag": "file"}})
     );
+    // The refused bytes wait in a closed session that `finish` can commit
+    // elsewhere without sending them again.
+    let kept = conflict["error"]["upload_session_id"]
+        .as_str()
+        .expect("upload_session_id");
+    let arg = json!({
+        "cursor": {"session_id": kept, "offset": v2.len()},
+        "commit": {"path": "/docs/kept.txt"},
+    });
+    let finished = expect_json(
+        d.content("files/upload_session/finish", &arg.to_string(), Vec::new())
+            .send()
+            .expect("finish"),
+        200,
+    );
+    assert_eq!(finished["size"], v2.len());
+    assert_eq!(d.fake.file_sha256("/docs/kept.txt"), Some(sha256_hex(&v2)));
+    assert_eq!(d.fake.open_upload_sessions(), 0);
     let same = expect_json(
         d.upload(
             &json!({"path": "/docs/é 🎉.txt", "mode": {".tag": "add"}}),

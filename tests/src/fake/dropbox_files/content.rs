@@ -22,6 +22,7 @@ use super::paths::{
     autorename, create_parents, lookup, lookup_error, metadata, parse_path, resolve_write,
     write_components, DPath, Lookup, Spot, WriteError,
 };
+use super::sessions::new_session;
 use super::MAX_REQUEST;
 use crate::fake::api::dropbox_bad_request;
 use crate::fake::storage::{
@@ -159,11 +160,10 @@ pub(super) fn parse_commit(map: &Map<String, Value>, place: Place) -> Result<Com
 pub(super) fn commit_write(
     tree: &mut Tree,
     commit: &Commit,
-    blob: Blob,
+    blob: Arc<Blob>,
 ) -> Result<NodeId, WriteError> {
     let components = write_components(tree, &commit.path)?;
     let spot = resolve_write(tree, &components)?;
-    let blob = Arc::new(blob);
     let existing = match spot {
         Spot::New { parent, missing } => {
             if matches!(commit.mode, Mode::Update(_)) && commit.strict_conflict {
@@ -275,20 +275,23 @@ pub(super) async fn upload(
     if let Err(r) = check_content_hash(&hash, &blob) {
         return r;
     }
+    let blob = Arc::new(blob);
     let mut st = lock(&shared);
-    match commit_write(&mut st.files.tree, &commit, blob) {
+    match commit_write(&mut st.files.tree, &commit, blob.clone()) {
         Ok(id) => {
             st.counters.uploads += 1;
             json_ok(&metadata(&st.files.tree, id))
         }
         Err(e) => {
-            let session = st.files.random_hex(16);
+            // Dropbox keeps the bytes in a closed session, so the client
+            // can `finish` it to another path without sending them again.
+            let session = new_session(&mut st, blob, true);
             conflict(
                 &format!("path/{}", e.summary()),
                 json!({
                     ".tag": "path",
                     "reason": e.json(),
-                    "upload_session_id": format!("pid_upload_session:{session}"),
+                    "upload_session_id": session,
                 }),
             )
         }

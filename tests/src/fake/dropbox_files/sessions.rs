@@ -73,22 +73,24 @@ pub(super) async fn session_start(
         return r;
     }
     let mut st = lock(&shared);
+    let sid = new_session(&mut st, Arc::new(blob), close);
+    json_ok(&json!({ "session_id": sid }))
+}
+
+/// Registers a session holding `first` (if not empty); its id.
+pub(super) fn new_session(st: &mut State, first: Arc<Blob>, closed: bool) -> String {
     let sid = format!("pid_upload_session:{}", st.files.random_hex(16));
-    let len = blob.size;
-    let chunks = if len > 0 {
-        vec![Arc::new(blob)]
-    } else {
-        Vec::new()
-    };
+    let len = first.size;
+    let chunks = if len > 0 { vec![first] } else { Vec::new() };
     st.files.dropbox.sessions.insert(
         sid.clone(),
         Session {
             chunks,
             len,
-            closed: close,
+            closed,
         },
     );
-    json_ok(&json!({ "session_id": sid }))
+    sid
 }
 
 /// A session lookup failure (`UploadSessionLookupError`), bare (append) or
@@ -228,7 +230,7 @@ pub(super) async fn session_finish(
         Err(e) => return internal(e),
     };
     let mut st = lock(&shared);
-    match commit_write(&mut st.files.tree, &commit, blob) {
+    match commit_write(&mut st.files.tree, &commit, Arc::new(blob)) {
         Ok(id) => {
             st.counters.uploads += 1;
             json_ok(&metadata(&st.files.tree, id))
