@@ -465,11 +465,16 @@ fn a_commit_whose_answer_is_lost_still_reports_the_upload() {
         ),
     ] {
         let (fake, vault) = setup(style, name, &extra);
+        // The lost answer is the commit's 201 itself, not a 202 before it.
+        fake.set_box_commit_202s(0);
         let work = tempfile::tempdir().expect("tempdir");
         let local = make_file(work.path(), "lost", len);
         fake.inject_api_fault(commit_path, ApiFault::LostAnswer);
         let out = ok(&vault, &["put", s(&local), &format!("{name}:/lost.bin")]);
-        assert!(out.contains("uploaded /lost.bin"), "{name} {len}: {out}");
+        assert!(
+            out.contains("uploaded /lost.bin") && out.contains("new file"),
+            "{name} {len}: {out}"
+        );
         assert_eq!(fake.pending_api_faults(), 0, "{name} {len}: fault unused");
         assert_eq!(
             fake.file_sha256("/lost.bin"),
@@ -477,5 +482,95 @@ fn a_commit_whose_answer_is_lost_still_reports_the_upload() {
             "{name} {len}"
         );
         assert_eq!(fake.paths(), ["/lost.bin"], "{name} {len}: no duplicate");
+        if style == Style::Box {
+            assert_eq!(fake.box_versions("/lost.bin"), Some(1), "{len}: no version");
+        }
     }
+}
+
+/// Box takes at most 50 MB (not MiB) in one request: a file just above
+/// that goes through an upload session with the default cutoff.
+#[test]
+fn a_box_file_just_over_50_mb_takes_an_upload_session() {
+    let (fake, vault) = setup(Style::Box, "box", &[]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let local = make_file(work.path(), "over", 50_100_000);
+    ok(&vault, &["put", s(&local), "box:/over.bin"]);
+    assert_eq!(fake.file_sha256("/over.bin"), Some(sha256_file(&local)));
+    // A cutoff above Box's limit is capped to it, not obeyed.
+    let (fake, vault) = setup(Style::Box, "box", &["--upload-cutoff", "60MB"]);
+    ok(&vault, &["put", s(&local), "box:/over.bin"]);
+    assert_eq!(fake.file_sha256("/over.bin"), Some(sha256_file(&local)));
+}
+
+/// The vault caches Box's path→id answers. When something else deletes
+/// the file or its folder (here a second connection to the same account),
+/// Box answers the upload 404; the vault resolves the path afresh and the
+/// upload goes through, by one request or by a session.
+#[test]
+fn box_uploads_survive_ids_deleted_behind_the_vaults_back() {
+    let (fake, vault) = setup(Style::Box, "box", &["--upload-cutoff", "21MB"]);
+    let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
+    let out = vault.import("other", &fake, &blob(&at, Some(&rt), 3600), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let work = tempfile::tempdir().expect("tempdir");
+    let small = make_file(work.path(), "small", 1000);
+    let big = make_file(work.path(), "big", 25_000_000);
+    for (local, what) in [(&small, "one request"), (&big, "a session")] {
+        // The file's id goes stale: its cached id is for a deleted file.
+        ok(&vault, &["put", s(local), "box:/dir/a.bin"]);
+        ok(&vault, &["rm", "other:/dir/a.bin"]);
+        let out = ok(&vault, &["put", s(local), "box:/dir/a.bin"]);
+        assert!(out.contains("new file"), "{what}: {out}");
+        assert_eq!(fake.file_sha256("/dir/a.bin"), Some(sha256_file(local)));
+        assert_eq!(fake.box_versions("/dir/a.bin"), Some(1), "{what}");
+        // The folder's id goes stale: the folder is gone with the file.
+        ok(&vault, &["rm", "other:/dir", "--recursive"]);
+        ok(&vault, &["put", s(local), "box:/dir/a.bin"]);
+        assert_eq!(
+            fake.file_sha256("/dir/a.bin"),
+            Some(sha256_file(local)),
+            "{what}"
+        );
+        ok(&vault, &["rm", "box:/dir", "--recursive"]);
+    }
+    assert!(vault.log().contains("resolving the path again"));
+}
+
+/// A client that sent a whole Box upload and hung up before the answer
+/// cancels the upload mid-session (here while Box keeps answering the
+/// commit 202): the vault aborts the session rather than leave Box
+/// holding the parts, and commits nothing.
+#[test]
+fn a_client_that_hangs_up_after_its_body_leaves_no_box_session() {
+    use std::os::unix::net::UnixStream;
+    let (fake, vault) = setup(Style::Box, "box", &["--upload-cutoff", "21MB"]);
+    // Each 202 holds the commit back a second: long enough to hang up in.
+    fake.set_box_commit_202s(30);
+    let len = 25_000_000;
+    let mut stream = UnixStream::connect(&vault.socket).expect("connect");
+    let head = format!(
+        "PUT /v1/connections/box/content?path=/gone.bin HTTP/1.1\r\nHost: vault\r\nContent-Length: {len}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    let chunk = vec![7u8; 1_000_000];
+    for _ in 0..len / chunk.len() {
+        stream.write_all(&chunk).expect("body");
+    }
+    assert_eq!(fake.open_upload_sessions(), 1);
+    // Hung up with the whole body sent (some of it maybe still buffered).
+    drop(stream);
+    eventually(20, "the upload session to be aborted", || {
+        fake.open_upload_sessions() == 0
+    });
+    assert_eq!(fake.file_sha256("/gone.bin"), None, "nothing committed");
+    assert!(
+        vault.log().contains("dropped unfinished"),
+        "{}",
+        vault.log()
+    );
 }

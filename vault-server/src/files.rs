@@ -21,8 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// Box's default cutoff between a simple upload and an upload session.
-pub const DEFAULT_BOX_CUTOFF: u64 = 50 * 1024 * 1024;
+/// Box's default cutoff between a simple upload and an upload session:
+/// the largest simple upload Box takes.
+pub const DEFAULT_BOX_CUTOFF: u64 = crate::providers::BOX_MAX_SIMPLE_UPLOAD;
 /// How long a provider may stay silent mid-transfer before we give up.
 const TRANSFER_READ_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

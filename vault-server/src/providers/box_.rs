@@ -33,6 +33,9 @@ const LIST_FIELDS: &str = "type,id,name,size,modified_at,sha1,item_status";
 const PAGE_LIMIT: u32 = 1000;
 /// Box refuses upload sessions for files smaller than this.
 const MIN_CHUNKED_SIZE: u64 = 20_000_000;
+/// Box refuses simple uploads larger than this (50 MB, not MiB): above it
+/// a file takes an upload session whatever the connection's cutoff says.
+pub const MAX_SIMPLE_UPLOAD: u64 = 50_000_000;
 /// How many 202s (parts still processing) a commit or download waits through.
 const MAX_PROCESSING_WAITS: u32 = 60;
 /// The longest wait a 202's Retry-After may impose.
@@ -58,6 +61,21 @@ struct Item {
     id: String,
     kind: EntryKind,
     sha1: Option<String>,
+}
+
+impl Item {
+    /// The entry of a file known only by its cached or conflict record,
+    /// which lacks the size and time: `len` is what we uploaded.
+    fn into_entry(self, name: &str, len: u64) -> Entry {
+        Entry {
+            name: name.to_string(),
+            kind: self.kind,
+            size: Some(len),
+            modified: None,
+            id: self.id,
+            hash: self.sha1,
+        }
+    }
 }
 
 /// The path→item cache of one connection, keyed by lowercased account path.
@@ -336,6 +354,7 @@ impl BoxFiles {
     }
 
     /// Uploads at most `upload_cutoff` bytes in one multipart request.
+    /// `NotFound` means a cached id is stale and nothing was stored.
     async fn simple_upload(
         &self,
         parent_id: &str,
@@ -343,8 +362,9 @@ impl BoxFiles {
         existing: Option<&Item>,
         spool: &Spool,
         sha1: &Sha1Digest,
-    ) -> Result<(Value, bool), TransferError> {
+    ) -> Result<(Entry, bool), TransferError> {
         let mut target = existing.map(|i| i.id.clone());
+        let sha1_hex = hex(sha1);
         loop {
             let url = match &target {
                 Some(id) => format!("{}/files/{id}/content", self.upload),
@@ -355,7 +375,6 @@ impl BoxFiles {
                 None => json!({"name": name, "parent": {"id": parent_id}}),
             }
             .to_string();
-            let sha1 = hex(sha1);
             let len = spool.len;
             let file_name = name.to_string();
             let response = self
@@ -375,16 +394,24 @@ impl BoxFiles {
                     Ok(http
                         .post(&url)
                         .bearer_auth(token.expose())
-                        .header("Content-MD5", sha1.clone())
+                        .header("Content-MD5", sha1_hex.clone())
                         .multipart(form))
                 })
                 .await?;
             let status = response.status().as_u16();
             let body = read_body(response).await?;
             match status {
-                200 | 201 => return Ok((first_entry(&body)?, target.is_some())),
-                // Someone created it meanwhile: upload a new version of theirs.
+                200 | 201 => return Ok((uploaded_entry(&body)?, target.is_some())),
                 409 if target.is_none() => match conflict_item(&body) {
+                    // Our own upload, whose answer was lost before a retry:
+                    // the file holds these very bytes, so it is done.
+                    Some(item)
+                        if item.kind == EntryKind::File
+                            && item.sha1.as_deref() == Some(sha1_hex.as_str()) =>
+                    {
+                        return Ok((item.into_entry(name, len), false))
+                    }
+                    // Someone created it meanwhile: upload a new version of theirs.
                     Some(item) if item.kind == EntryKind::File => target = Some(item.id),
                     _ => {
                         return Err(TransferError::Conflict(format!(
@@ -392,13 +419,16 @@ impl BoxFiles {
                         )))
                     }
                 },
+                404 => return Err(TransferError::NotFound(format!("Box item for `{name}`"))),
                 _ => return Err(status_error(status, &body).into()),
             }
         }
     }
 
     /// An upload session: parts of the server's size, each with its SHA-1,
-    /// then a commit with the whole file's SHA-1. Aborted on any failure.
+    /// then a commit with the whole file's SHA-1. Aborted on any failure,
+    /// and when the upload is dropped unfinished (its client hung up).
+    /// `NotFound` means a cached id is stale and none of the body was read.
     async fn chunked_upload(
         &self,
         parent_id: &str,
@@ -406,7 +436,7 @@ impl BoxFiles {
         existing: Option<&Item>,
         incoming: &mut Incoming,
         spool_dir: &Path,
-    ) -> Result<(Value, bool), TransferError> {
+    ) -> Result<(Entry, bool), TransferError> {
         let total = incoming.total;
         let (url, body) = match existing {
             Some(item) => (
@@ -436,6 +466,9 @@ impl BoxFiles {
                 .await;
             }
         }
+        if status == 404 {
+            return Err(TransferError::NotFound(format!("Box item for `{name}`")));
+        }
         if status != 201 && status != 200 {
             return Err(status_error(status, &bytes).into());
         }
@@ -457,6 +490,10 @@ impl BoxFiles {
             )
             .into());
         };
+        let mut open = OpenSession {
+            caller: self.caller.clone(),
+            url: format!("{}/files/upload_sessions/{sid}", self.upload),
+        };
         let result = self
             .send_parts_and_commit(
                 &sid,
@@ -468,10 +505,16 @@ impl BoxFiles {
                 spool_dir,
             )
             .await;
-        if result.is_err() {
-            self.abort_session(&sid).await;
+        match result {
+            Ok(entry) => {
+                open.url.clear();
+                Ok((entry, existing.is_some()))
+            }
+            Err(e) => {
+                abort_session(&open.caller, &std::mem::take(&mut open.url)).await;
+                Err(e)
+            }
         }
-        result.map(|v| (v, existing.is_some()))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -484,7 +527,7 @@ impl BoxFiles {
         new_version: bool,
         incoming: &mut Incoming,
         spool_dir: &Path,
-    ) -> Result<Value, TransferError> {
+    ) -> Result<Entry, TransferError> {
         let total = incoming.total;
         let url = format!("{}/files/upload_sessions/{sid}", self.upload);
         let mut digests = BoxDigests::new();
@@ -513,7 +556,8 @@ impl BoxFiles {
             offset += spool.len;
             current = next?;
         }
-        let digest = format!("sha={}", STANDARD.encode(digests.finish()));
+        let whole = digests.finish();
+        let digest = format!("sha={}", STANDARD.encode(whole));
         let attributes = if new_version {
             json!({"name": name})
         } else {
@@ -536,9 +580,18 @@ impl BoxFiles {
             let wait = processing_wait(&response);
             let body = read_body(response).await?;
             match status {
-                200 | 201 => return first_entry(&body),
+                200 | 201 => return uploaded_entry(&body),
                 // Parts still being processed: commit again after Retry-After.
                 202 => tokio::time::sleep(wait).await,
+                // The session is gone. If it went because an earlier attempt
+                // committed it and that answer was lost, the file is there
+                // with our SHA-1.
+                404 => {
+                    return match self.committed_file(parent_id, name, &hex(&whole)).await {
+                        Ok(Some(entry)) => Ok(entry),
+                        _ => Err(status_error(status, &body).into()),
+                    }
+                }
                 400 if box_code(&body).as_deref() == Some("parts_mismatch") => {
                     tokio::time::sleep(wait).await
                 }
@@ -586,20 +639,57 @@ impl BoxFiles {
             })
     }
 
-    async fn abort_session(&self, sid: &str) {
-        let url = format!("{}/files/upload_sessions/{sid}", self.upload);
-        match self
-            .caller
-            .send(|http, token| Ok(http.delete(&url).bearer_auth(token.expose())))
-            .await
-        {
-            Ok(r) if r.status().is_success() => tracing::info!("aborted a Box upload session"),
-            Ok(r) => tracing::warn!(
-                status = r.status().as_u16(),
-                "Box refused to abort an upload session"
-            ),
-            Err(e) => tracing::warn!(error = %e, "cannot abort a Box upload session"),
+    /// The file `name` in folder `parent_id` if it holds the bytes whose
+    /// SHA-1 is `sha1_hex`.
+    async fn committed_file(
+        &self,
+        parent_id: &str,
+        name: &str,
+        sha1_hex: &str,
+    ) -> Result<Option<Entry>, TransferError> {
+        let wanted = name.to_lowercase();
+        Ok(self.list_folder(parent_id).await?.into_iter().find(|e| {
+            e.kind == EntryKind::File
+                && e.name.to_lowercase() == wanted
+                && e.hash.as_deref() == Some(sha1_hex)
+        }))
+    }
+}
+
+/// An upload session that is neither committed nor aborted yet. Dropped
+/// with its `url` still set, it aborts the session in the background: an
+/// upload whose client hung up is cancelled at an `.await`, never reaching
+/// the code that commits or aborts, and Box would keep the parts.
+struct OpenSession {
+    caller: Caller,
+    /// The session's URL; empty once it is committed or aborted.
+    url: String,
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        if self.url.is_empty() {
+            return;
         }
+        let (caller, url) = (self.caller.clone(), std::mem::take(&mut self.url));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            tracing::info!("an upload was dropped unfinished; aborting its Box session");
+            runtime.spawn(async move { abort_session(&caller, &url).await });
+        }
+    }
+}
+
+async fn abort_session(caller: &Caller, url: &str) {
+    match caller
+        .send(|http, token| Ok(http.delete(url).bearer_auth(token.expose())))
+        .await
+    {
+        Ok(r) if r.status().is_success() => tracing::info!("aborted a Box upload session"),
+        Ok(r) => tracing::warn!(
+            status = r.status().as_u16(),
+            "Box refused to abort an upload session"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot abort a Box upload session"),
     }
 }
 
@@ -616,10 +706,10 @@ fn processing_wait(response: &reqwest::Response) -> Duration {
 }
 
 /// The file of an upload answer `{"total_count":1,"entries":[file]}`.
-fn first_entry(body: &[u8]) -> Result<Value, TransferError> {
+fn uploaded_entry(body: &[u8]) -> Result<Entry, TransferError> {
     serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|v| v.pointer("/entries/0").cloned())
+        .and_then(|v| v.pointer("/entries/0").and_then(entry))
         .ok_or_else(|| {
             ProviderCallError::BadAnswer("an upload answer without the file".into()).into()
         })
@@ -756,27 +846,49 @@ impl FileApi for BoxFiles {
                 "cannot upload over the account's root folder".into(),
             ));
         };
-        let (parent_id, _) = self.mkdir(&parent).await?;
-        let existing = self.lookup(path).await?;
-        if existing.as_ref().is_some_and(|i| i.kind != EntryKind::File) {
-            return Err(TransferError::Conflict(format!(
-                "`{}` is a folder",
-                path.client_path()
-            )));
-        }
         let total = incoming.total;
-        let (file, replaced) = if total > self.upload_cutoff && total >= MIN_CHUNKED_SIZE {
-            self.chunked_upload(&parent_id, &name, existing.as_ref(), incoming, spool_dir)
-                .await?
-        } else {
-            let mut sha1 = Sha1::new();
-            let spool = Spool::fill(spool_dir, incoming, total, &mut sha1).await?;
-            let sha1: Sha1Digest = sha1.finalize().into();
-            self.simple_upload(&parent_id, &name, existing.as_ref(), &spool, &sha1)
-                .await?
+        let chunked =
+            total > self.upload_cutoff.min(MAX_SIMPLE_UPLOAD) && total >= MIN_CHUNKED_SIZE;
+        // A simple upload's body, spooled once for every attempt.
+        let mut spooled: Option<(Spool, Sha1Digest)> = None;
+        let mut ids_refreshed = false;
+        let (entry, replaced) = loop {
+            let (parent_id, _) = self.mkdir(&parent).await?;
+            let existing = self.lookup(path).await?;
+            if existing.as_ref().is_some_and(|i| i.kind != EntryKind::File) {
+                return Err(TransferError::Conflict(format!(
+                    "`{}` is a folder",
+                    path.client_path()
+                )));
+            }
+            let attempt = if chunked {
+                self.chunked_upload(&parent_id, &name, existing.as_ref(), incoming, spool_dir)
+                    .await
+            } else {
+                let (spool, sha1) = match &spooled {
+                    Some(s) => s,
+                    None => {
+                        let mut sha1 = Sha1::new();
+                        let spool = Spool::fill(spool_dir, incoming, total, &mut sha1).await?;
+                        spooled.insert((spool, sha1.finalize().into()))
+                    }
+                };
+                self.simple_upload(&parent_id, &name, existing.as_ref(), spool, sha1)
+                    .await
+            };
+            match attempt {
+                // A cached id (the file's or its folder's) was deleted behind
+                // our back: Box said 404 and stored nothing, and none of a
+                // session's body was read yet. Resolve the path afresh, once.
+                Err(TransferError::NotFound(_)) if !ids_refreshed => {
+                    tracing::info!("a cached Box id is gone; resolving the path again");
+                    self.cache.forget(&cache_key(path));
+                    self.cache.forget(&cache_key(&parent));
+                    ids_refreshed = true;
+                }
+                other => break other?,
+            }
         };
-        let entry = entry(&file)
-            .ok_or_else(|| ProviderCallError::BadAnswer("an uploaded file without an id".into()))?;
         self.cache.put(
             cache_key(path),
             Item {

@@ -10,7 +10,7 @@ mod dropbox;
 mod google;
 mod onedrive;
 
-pub use box_::{BoxCache, BoxFiles};
+pub use box_::{BoxCache, BoxFiles, MAX_SIMPLE_UPLOAD as BOX_MAX_SIMPLE_UPLOAD};
 pub use dropbox::{dropbox_arg, DropboxFiles};
 
 /// Dropbox's default upload chunk (rclone's).
