@@ -448,10 +448,10 @@ pub struct ImportArgs {
     #[arg(long = "allow-gid", value_name = "N")]
     pub allow_gids: Vec<u32>,
 
-    /// Box: files larger than this go through chunked upload sessions (default and
-    /// most: 50MB, Box's limit for a simple upload; files under 20MB, Box's least for a
-    /// session, always go in one request). Sizes take K/M/G (powers of 1024) or KB/MB/GB
-    /// suffixes.
+    /// Box: files larger than this go through chunked upload sessions (default 50MB,
+    /// Box's limit for one request, which also caps this; files under 20MB, the least
+    /// Box takes in a session, always go in one request). Sizes take K/M/G (powers of
+    /// 1024) or KB/MB/GB suffixes.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub upload_cutoff: Option<u64>,
 
