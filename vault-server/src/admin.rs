@@ -89,11 +89,7 @@ impl Engine {
     ) -> Result<Record, EngineError> {
         let bad = |m: String| EngineError::BadRequest(m);
         let (upload_cutoff, chunk_size) = (req.upload_cutoff, req.chunk_size);
-        if chunk_size.is_some_and(|c| c > crate::providers::dropbox_max_chunk()) {
-            return Err(bad(
-                "--chunk-size must be at most 150MiB: Dropbox refuses larger requests".into(),
-            ));
-        }
+        check_transfer_settings(upload_cutoff, chunk_size).map_err(bad)?;
         let provider = req
             .provider
             .or(old.map(|o| o.provider))
@@ -312,6 +308,40 @@ pub fn fix_text(name: &str, record: Option<&Record>) -> String {
     )
 }
 
+/// The smallest Dropbox upload chunk accepted. Each chunk is one request
+/// (and one spooled part): at 1 MiB a 1 GiB file already takes over a
+/// thousand requests against Dropbox's rate limits, and smaller chunks
+/// spend more on requests than on bytes. Well under the default (48 MiB,
+/// rclone's) and the 4 MB some set to see sessions on small files.
+pub const MIN_CHUNK_SIZE: u64 = 1 << 20;
+
+/// Checks an import's transfer settings, in bytes: the message names the
+/// setting, the range and why. `--upload-cutoff` has no upper bound here:
+/// Box never takes a simple upload over its 50 MB limit whatever the
+/// cutoff says (`providers/box_.rs`).
+pub fn check_transfer_settings(
+    upload_cutoff: Option<u64>,
+    chunk_size: Option<u64>,
+) -> Result<(), String> {
+    let max_chunk = crate::providers::dropbox_max_chunk();
+    if let Some(chunk) = chunk_size.filter(|c| !(MIN_CHUNK_SIZE..=max_chunk).contains(c)) {
+        return Err(format!(
+            "--chunk-size {chunk} bytes is out of range: it must be from {}MiB to {}MiB (the default is {}MiB). Dropbox refuses requests over {}MiB, and under {}MiB a large file becomes thousands of requests",
+            MIN_CHUNK_SIZE >> 20,
+            max_chunk >> 20,
+            crate::providers::dropbox_default_chunk() >> 20,
+            max_chunk >> 20,
+            MIN_CHUNK_SIZE >> 20,
+        ));
+    }
+    if upload_cutoff == Some(0) {
+        return Err(
+            "--upload-cutoff 0 is not a size: give the size above which Box uploads go through upload sessions, e.g. 21MB (the default, and the most, is 50MB; files under 20MB always go in one request)".into(),
+        );
+    }
+    Ok(())
+}
+
 /// A root folder in canonical form (`/a/b`), or `None` for the account's root.
 pub fn normalise_root(root: &str) -> Result<Option<String>, String> {
     let mut parts = Vec::new();
@@ -344,6 +374,28 @@ mod tests {
         );
         assert!(normalise_root("a/../b").is_err());
         assert!(normalise_root("a\\b").is_err());
+    }
+
+    #[test]
+    fn transfer_settings_in_range() {
+        let max = crate::providers::dropbox_max_chunk();
+        for (cutoff, chunk) in [
+            (None, None),
+            (Some(21_000_000), Some(4_000_000)),
+            (Some(1), Some(MIN_CHUNK_SIZE)),
+            (None, Some(max)),
+        ] {
+            assert_eq!(check_transfer_settings(cutoff, chunk), Ok(()), "{chunk:?}");
+        }
+        for chunk in [0, 1, MIN_CHUNK_SIZE - 1, max + 1] {
+            let err = check_transfer_settings(None, Some(chunk)).unwrap_err();
+            assert!(
+                err.contains("--chunk-size") && err.contains("from 1MiB to 150MiB"),
+                "{err}"
+            );
+        }
+        let err = check_transfer_settings(Some(0), None).unwrap_err();
+        assert!(err.contains("--upload-cutoff 0"), "{err}");
     }
 
     #[test]

@@ -1,13 +1,19 @@
 //! The transfer routes: list, download, upload, create folder, delete.
 //! Each checks the caller against the connection's ACL, then hands the
 //! path (unchecked here: `files` checks it) to the file service.
+//!
+//! Invariant: every transfer error has the status `interface.md` gives its
+//! kind (400 bad input, 403, 404, 502 the provider…); 409 is never one of
+//! them, since 409 tells the caller to re-authorize the connection, and a
+//! folder that is not empty or a file in the way is not fixed that way.
 
 use super::error::ApiError;
 use super::peer::Peer;
 use super::routes::check_use;
 use super::AppState;
 use crate::providers::ProviderCallError;
-use crate::transfer::TransferError;
+use crate::transfer::path::RemotePath;
+use crate::transfer::{ConflictKind, TransferError};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -24,8 +30,11 @@ impl From<TransferError> for ApiError {
             TransferError::BadPath(_)
             | TransferError::BodyBrokeOff { .. }
             | TransferError::Refused(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            TransferError::BodyStalled { .. } => (StatusCode::REQUEST_TIMEOUT, "body_stalled"),
             TransferError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            TransferError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            TransferError::Conflict(message) => {
+                (StatusCode::BAD_REQUEST, ConflictKind::of(message).code())
+            }
             TransferError::LengthRequired => (StatusCode::LENGTH_REQUIRED, "length_required"),
             TransferError::Spool(..) => (StatusCode::INTERNAL_SERVER_ERROR, "spool_error"),
             TransferError::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
@@ -72,6 +81,16 @@ fn parse_query(raw: Option<String>) -> Result<TransferQuery, ApiError> {
     Ok(TransferQuery { path, recursive })
 }
 
+/// Refuses a request that names the connection's root folder itself
+/// (`path=` or `path=/`) where only something inside it makes sense.
+/// A path that is not valid is left to `files`, which says why.
+fn refuse_root(client_path: &str, refusal: &str) -> Result<(), TransferError> {
+    match RemotePath::new(None, client_path) {
+        Ok(path) if path.is_root() => Err(TransferError::Refused(refusal.to_string())),
+        _ => Ok(()),
+    }
+}
+
 pub async fn list(
     State(state): State<AppState>,
     ConnectInfo(peer): Caller,
@@ -91,6 +110,10 @@ pub async fn mkdir(
 ) -> Result<Response, ApiError> {
     check_use(&state, &peer, &name)?;
     let q = parse_query(raw)?;
+    refuse_root(
+        &q.path,
+        "the connection's root folder always exists: name a folder inside it, e.g. ?path=/backups (token-vault mkdir NAME:/backups)",
+    )?;
     let result = state.files.mkdir(&name, &q.path).await?;
     let status = if result.created {
         StatusCode::CREATED
@@ -119,6 +142,10 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     check_use(&state, &peer, &name)?;
     let q = parse_query(raw)?;
+    refuse_root(
+        &q.path,
+        "the connection's root folder is not a file: name a file inside it, e.g. ?path=/folder/file (token-vault get NAME:/folder/file); to see what is there, list it (token-vault ls NAME:)",
+    )?;
     let download = state.files.download(&name, &q.path).await?;
     let stream = download
         .response
@@ -176,5 +203,45 @@ mod tests {
         assert!(parse_query(Some("path=%FF%FE".into())).is_err());
         assert!(parse_query(Some("recursive=true".into())).is_err());
         assert_eq!(parse_query(Some("path=a+b".into())).unwrap().path, "a b");
+    }
+
+    #[test]
+    fn conflicts_are_bad_input_with_their_own_code_never_409() {
+        for (message, code) in [
+            (
+                "the folder is not empty; use --recursive",
+                "folder_not_empty",
+            ),
+            ("a file named `a` is in the way", "in_the_way"),
+            ("`/a` is a folder", "is_a_folder"),
+            ("`/a` is a file, not a folder", "not_a_folder"),
+            ("`/a` is not a file", "not_a_file"),
+            ("`/a` conflicts with an existing item", "conflict"),
+        ] {
+            let e = ApiError::from(TransferError::Conflict(message.into()));
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::BAD_REQUEST, code),
+                "{message}"
+            );
+            assert!(e.message.starts_with(message), "{}", e.message);
+        }
+        let stalled = ApiError::from(TransferError::BodyStalled {
+            received: 1,
+            declared: 2,
+            idle: std::time::Duration::from_secs(60),
+        });
+        assert_eq!(stalled.status, StatusCode::REQUEST_TIMEOUT);
+        assert!(stalled.message.contains("1m"), "{}", stalled.message);
+    }
+
+    #[test]
+    fn only_the_root_itself_is_refused() {
+        for root in ["", "/", "//"] {
+            assert!(refuse_root(root, "no").is_err(), "{root:?}");
+        }
+        for other in ["/a", "a/b", "/.."] {
+            assert!(refuse_root(other, "no").is_ok(), "{other:?}");
+        }
     }
 }

@@ -1,8 +1,14 @@
 //! The plumbing of file transfers that does not depend on any provider:
 //! client paths under a connection's root ([`path`]), parts spooled between
 //! the client and the provider ([`spool`]), the digests providers want of
-//! an upload ([`hash`]), and the errors a transfer can end in. Provider specifics live in `providers/`; the per-connection
-//! service that ties them to the refresh engine is `files`.
+//! an upload ([`hash`]), and the errors a transfer can end in. Provider
+//! specifics live in `providers/`; the per-connection service that ties
+//! them to the refresh engine is `files`.
+//!
+//! Invariant: every [`TransferError`] names what went wrong and what to do
+//! next, and never carries a token; a [`TransferError::Conflict`] always
+//! reads back as one [`ConflictKind`], so the socket API gives it a code of
+//! its own.
 
 pub mod hash;
 pub mod path;
@@ -10,6 +16,7 @@ pub mod spool;
 
 use crate::providers::ProviderCallError;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Why a transfer failed. Messages name the path and the fix, never a token.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +25,10 @@ pub enum TransferError {
     BadPath(#[from] path::PathError),
     #[error("`{0}` does not exist")]
     NotFound(String),
-    #[error("{0}")]
+    /// What is at the path is not what the request needs (a folder that is
+    /// not empty, a file in the way…): the provider's words, then the next
+    /// step for its [`ConflictKind`].
+    #[error("{0}{next}", next = ConflictKind::of(.0).next_step())]
     Conflict(String),
     #[error("{0}")]
     Refused(String),
@@ -28,6 +38,16 @@ pub enum TransferError {
         "the upload body broke off after {received} of {declared} bytes; nothing was committed"
     )]
     BodyBrokeOff { received: u64, declared: u64 },
+    /// The client stopped sending its body: nothing arrived for `idle`.
+    #[error(
+        "the upload body stalled: no byte came for {} after {received} of {declared} bytes, so the upload was given up and nothing was committed; send the whole body without pausing (token-vault put does)",
+        humantime::format_duration(*idle)
+    )]
+    BodyStalled {
+        received: u64,
+        declared: u64,
+        idle: Duration,
+    },
     #[error("cannot spool the upload in {0}: {1}")]
     Spool(PathBuf, std::io::Error),
     #[error(transparent)]
@@ -36,4 +56,117 @@ pub enum TransferError {
     Integrity(String),
     #[error("{0}")]
     Unsupported(String),
+}
+
+/// What a [`TransferError::Conflict`] is about. Providers say it in words
+/// (`providers/`); these are read back from the stable part of those words,
+/// so that each kind has its own API code and next step. A message that
+/// matches none is [`ConflictKind::Other`]: still an error with its words,
+/// only without a code of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// A delete without `recursive` of a folder that has contents.
+    FolderNotEmpty,
+    /// A file (or folder) already sits where a folder is to be created.
+    InTheWay,
+    /// An upload to a path that is a folder.
+    IsAFolder,
+    /// A listing of, or a path through, something that is a file.
+    NotAFolder,
+    /// A download of something that is not a file.
+    NotAFile,
+    Other,
+}
+
+impl ConflictKind {
+    /// The kind a provider's conflict message describes.
+    pub fn of(message: &str) -> ConflictKind {
+        if message.contains("not empty") {
+            ConflictKind::FolderNotEmpty
+        } else if message.contains("in the way") || message.ends_with("` is a file") {
+            // Box says "`/a` is a file" when mkdir finds one at the path.
+            ConflictKind::InTheWay
+        } else if message.ends_with("` is a folder") {
+            ConflictKind::IsAFolder
+        } else if message.ends_with("is a file, not a folder") {
+            ConflictKind::NotAFolder
+        } else if message.ends_with("is not a file") {
+            ConflictKind::NotAFile
+        } else {
+            ConflictKind::Other
+        }
+    }
+
+    /// The socket API's error code (README, "The socket API").
+    pub fn code(self) -> &'static str {
+        match self {
+            ConflictKind::FolderNotEmpty => "folder_not_empty",
+            ConflictKind::InTheWay => "in_the_way",
+            ConflictKind::IsAFolder => "is_a_folder",
+            ConflictKind::NotAFolder => "not_a_folder",
+            ConflictKind::NotAFile => "not_a_file",
+            ConflictKind::Other => "conflict",
+        }
+    }
+
+    /// What to do about it, appended to the provider's words (the
+    /// not-empty message already says it).
+    pub fn next_step(self) -> &'static str {
+        match self {
+            ConflictKind::FolderNotEmpty | ConflictKind::Other => "",
+            ConflictKind::InTheWay => {
+                "; remove it first (token-vault rm NAME:PATH) or choose another path"
+            }
+            ConflictKind::IsAFolder => {
+                "; to upload into that folder, name the file inside it (token-vault put FILE NAME:FOLDER/ keeps the local name)"
+            }
+            ConflictKind::NotAFolder => {
+                "; only a folder can be listed or hold items: fetch a file with token-vault get"
+            }
+            ConflictKind::NotAFile => {
+                "; only a file can be downloaded: list a folder with token-vault ls"
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The providers' own conflict messages (`providers/box_.rs`,
+    /// `providers/dropbox.rs`), each read back as its kind.
+    #[test]
+    fn provider_conflicts_read_back_as_their_kind() {
+        for (message, kind) in [
+            (
+                "the folder is not empty; use --recursive (recursive=true) to delete it with its contents",
+                ConflictKind::FolderNotEmpty,
+            ),
+            ("a file named `a` is in the way", ConflictKind::InTheWay),
+            ("a folder named `a` is in the way", ConflictKind::InTheWay),
+            ("a file is in the way of folder `/a`", ConflictKind::InTheWay),
+            ("`/a` is a file", ConflictKind::InTheWay),
+            ("`/a` is a folder", ConflictKind::IsAFolder),
+            ("`/a` is a file, not a folder", ConflictKind::NotAFolder),
+            ("`/a` is not a file", ConflictKind::NotAFile),
+            ("`/a` conflicts with an existing item", ConflictKind::Other),
+        ] {
+            assert_eq!(ConflictKind::of(message), kind, "{message}");
+        }
+    }
+
+    #[test]
+    fn a_conflict_says_what_to_do_next() {
+        let shown = TransferError::Conflict("`/a` is a folder".into()).to_string();
+        assert!(
+            shown.starts_with("`/a` is a folder; ") && shown.contains("put"),
+            "{shown}"
+        );
+        let shown = TransferError::Conflict(
+            "the folder is not empty; use --recursive (recursive=true) to delete it".into(),
+        )
+        .to_string();
+        assert!(shown.ends_with("to delete it"), "said once: {shown}");
+    }
 }

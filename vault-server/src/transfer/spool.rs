@@ -1,9 +1,15 @@
 //! Moving an upload from the client to the provider a part at a time.
 //!
-//! Invariant: at most one part of an upload is held by the vault, and it is
-//! held on disk (an unnamed temp file, gone on close or crash), not in
-//! memory; a part is only sent once it has fully arrived, so a client that
-//! disconnects mid-part never causes a partial part to reach the provider.
+//! Invariants:
+//! - at most one part of an upload is held by the vault, and it is held on
+//!   disk (an unnamed temp file, gone on close or crash), not in memory; a
+//!   part is only sent once it has fully arrived, so a client that
+//!   disconnects mid-part never causes a partial part to reach the provider;
+//! - the vault never waits on a client's body without a bound: when no byte
+//!   of it comes for [`BODY_IDLE_TIMEOUT`], reading it fails with
+//!   [`TransferError::BodyStalled`], which ends the upload (and its provider
+//!   session) like a body that broke off;
+//! - once a body failed, nothing more is read from it.
 
 use super::hash::Observer;
 use super::TransferError;
@@ -12,7 +18,56 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+
+/// How long an upload may wait for the next byte of the client's body.
+/// Clients on the socket are local and send as fast as they read
+/// (`token-vault put` spools stdin to a file first, so not even a slow
+/// pipeline pauses it): a minute without a single byte is a client that
+/// stopped, and without this bound it would keep a connection slot, a
+/// spool file and (Box) an open upload session for ever. It bounds
+/// silence, not speed: every byte that arrives restarts it.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Test hook: a shorter [`BODY_IDLE_TIMEOUT`] in the daemon's environment
+/// (humantime: `1s`, `500ms`), so the e2e test of a stalled body need not
+/// wait a minute. Not a setting: it can only shorten the bound, never
+/// lift it, and a value it cannot use is logged and ignored.
+pub const BODY_IDLE_TIMEOUT_ENV: &str = "TOKEN_VAULT_TEST_BODY_IDLE_TIMEOUT";
+
+/// The idle bound in force: [`BODY_IDLE_TIMEOUT`], or the test hook's
+/// shorter one. Read once, at the first upload.
+pub fn body_idle_timeout() -> Duration {
+    static IDLE: OnceLock<Duration> = OnceLock::new();
+    *IDLE.get_or_init(|| {
+        let Some(raw) = std::env::var_os(BODY_IDLE_TIMEOUT_ENV) else {
+            return BODY_IDLE_TIMEOUT;
+        };
+        match raw.to_str().map(humantime::parse_duration) {
+            Some(Ok(idle)) if !idle.is_zero() && idle <= BODY_IDLE_TIMEOUT => {
+                tracing::info!(idle = ?idle, "{BODY_IDLE_TIMEOUT_ENV} shortens the upload idle bound");
+                idle
+            }
+            _ => {
+                tracing::warn!(
+                    value = ?raw,
+                    default = ?BODY_IDLE_TIMEOUT,
+                    "{BODY_IDLE_TIMEOUT_ENV} is not a duration above 0 and at most the default; ignored"
+                );
+                BODY_IDLE_TIMEOUT
+            }
+        }
+    })
+}
+
+/// How a client's body failed; kept so that it is not read again.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    BrokeOff,
+    Stalled,
+}
 
 /// The client's upload body, read with an exact byte count.
 pub struct Incoming {
@@ -21,19 +76,46 @@ pub struct Incoming {
     /// What the client declared (Content-Length).
     pub total: u64,
     pub received: u64,
+    /// The longest wait for the next bytes of the body.
+    idle: Duration,
+    failure: Option<Failure>,
 }
 
 impl Incoming {
+    /// `body`, of `total` declared bytes, read with the idle bound in
+    /// force ([`body_idle_timeout`]).
     pub fn new(body: Body, total: u64) -> Incoming {
+        Incoming::with_idle_timeout(body, total, body_idle_timeout())
+    }
+
+    /// Like [`Incoming::new`], giving up when no byte comes for `idle`.
+    pub fn with_idle_timeout(body: Body, total: u64, idle: Duration) -> Incoming {
         Incoming {
             stream: body.into_data_stream(),
             pending: Bytes::new(),
             total,
             received: 0,
+            idle,
+            failure: None,
         }
     }
 
-    /// Reads and drops up to `limit` more bytes of the body.
+    /// The error for `failure`, remembered: the body is not read again.
+    fn fail(&mut self, failure: Failure) -> TransferError {
+        self.failure = Some(failure);
+        let (received, declared) = (self.received, self.total);
+        match failure {
+            Failure::BrokeOff => TransferError::BodyBrokeOff { received, declared },
+            Failure::Stalled => TransferError::BodyStalled {
+                received,
+                declared,
+                idle: self.idle,
+            },
+        }
+    }
+
+    /// Reads and drops up to `limit` more bytes of the body (none once it
+    /// failed: a stalled client is not waited for twice).
     pub async fn discard(&mut self, limit: u64) {
         let stop = self.received.saturating_add(limit).min(self.total);
         while self.received < stop {
@@ -47,18 +129,17 @@ impl Incoming {
 
     /// The next piece of at most `max` bytes; `None` once `total` bytes came.
     async fn next_piece(&mut self, max: usize) -> Result<Option<Bytes>, TransferError> {
+        if let Some(failure) = self.failure {
+            return Err(self.fail(failure));
+        }
         if self.received >= self.total {
             return Ok(None);
         }
         if self.pending.is_empty() {
-            match self.stream.next().await {
-                Some(Ok(chunk)) => self.pending = chunk,
-                Some(Err(_)) | None => {
-                    return Err(TransferError::BodyBrokeOff {
-                        received: self.received,
-                        declared: self.total,
-                    })
-                }
+            match tokio::time::timeout(self.idle, self.stream.next()).await {
+                Ok(Some(Ok(chunk))) => self.pending = chunk,
+                Ok(Some(Err(_)) | None) => return Err(self.fail(Failure::BrokeOff)),
+                Err(_) => return Err(self.fail(Failure::Stalled)),
             }
         }
         let left = (self.total - self.received) as usize;
@@ -194,5 +275,33 @@ mod tests {
         let mut short = Incoming::new(Body::from(vec![1u8; 100]), 200);
         let err = Spool::fill(dir.path(), &mut short, 4096, &mut Everything(Vec::new())).await;
         assert!(matches!(err, Err(TransferError::BodyBrokeOff { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_is_given_up_after_the_idle_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let idle = Duration::from_millis(300);
+        // 100 of 200 declared bytes, then silence with the connection open.
+        let first = Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 100]));
+        let body = futures_util::stream::iter([first]).chain(futures_util::stream::pending());
+        let mut incoming = Incoming::with_idle_timeout(Body::from_stream(body), 200, idle);
+        let started = std::time::Instant::now();
+        let err = Spool::fill(dir.path(), &mut incoming, 4096, &mut Everything(Vec::new())).await;
+        assert!(
+            matches!(
+                err,
+                Err(TransferError::BodyStalled { received: 100, declared: 200, idle: i }) if i == idle
+            ),
+            "{:?}",
+            err.err()
+        );
+        assert!(started.elapsed() >= idle);
+        // Given up once, the body is not waited for again (the drain after
+        // a failed upload returns at once).
+        let again = std::time::Instant::now();
+        incoming.discard(1000).await;
+        assert!(again.elapsed() < idle, "{:?}", again.elapsed());
+        let err = Spool::fill(dir.path(), &mut incoming, 4096, &mut Everything(Vec::new())).await;
+        assert!(matches!(err, Err(TransferError::BodyStalled { .. })));
     }
 }
