@@ -436,6 +436,24 @@ fn an_expired_pending_authorization_is_refused() {
         .success());
 }
 
+/// `authorize` checks its transfer settings as `import` does, before any
+/// authorization is pending.
+#[test]
+fn authorize_refuses_the_chunk_sizes_import_refuses() {
+    let vault = Vault::start(&[]);
+    let setup = Setup::new(Style::Dropbox);
+    for size in ["1KB", "151MiB"] {
+        let out = authorize_command(&vault, &setup, "dbx", &["--chunk-size", size])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("authorize");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{size}: {stderr}");
+        assert!(stderr.contains("from 1MiB to 150MiB"), "{size}: {stderr}");
+    }
+    assert_eq!(setup.fake.counters().authorize, 0);
+}
+
 // ------------------------------------------------------------- sealed
 
 /// `token-vault recipient`, checked.

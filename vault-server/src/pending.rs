@@ -476,14 +476,7 @@ impl Authorizations {
         if let Some(root) = &req.root {
             crate::admin::normalise_root(root).map_err(bad)?;
         }
-        if req
-            .chunk_size
-            .is_some_and(|c| c > crate::providers::dropbox_max_chunk())
-        {
-            return Err(bad(
-                "--chunk-size must be at most 150MiB: Dropbox refuses larger requests".into(),
-            ));
-        }
+        crate::admin::check_transfer_settings(req.upload_cutoff, req.chunk_size).map_err(bad)?;
         Ok(Settings {
             name: req.name.clone(),
             provider,
