@@ -5,19 +5,18 @@
 //! connection's root are refused, and nonsense chunk sizes and cutoffs are
 //! refused at import.
 //!
-//! The daemons here run with the upload idle bound shortened by the test
-//! hook `TOKEN_VAULT_TEST_BODY_IDLE_TIMEOUT` (`transfer/spool.rs`), set for
-//! this whole test binary before any daemon starts.
+//! The daemons here run with the upload idle bound shortened by
+//! `serve --upload-idle-timeout`.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 use tests::fake::{FakeProvider, Style};
 use tests::vault_harness::{blob, http, Vault, CLIENT_ID, CLIENT_SECRET};
 
-/// The shortened idle bound on an upload body (the daemon's is a minute).
+/// The shortened idle bound on an upload body (the default is a minute),
+/// as `serve --upload-idle-timeout` sets it.
 const IDLE: &str = "2s";
 /// How long the vault may take to give up a stalled body: the idle bound
 /// and a generous margin for a loaded machine, far below the real minute.
@@ -30,13 +29,6 @@ const SENT: usize = 1 << 20;
 
 const STYLES: [(Style, &str); 2] = [(Style::Box, "box"), (Style::Dropbox, "dbx")];
 
-/// Sets the idle test hook for every daemon this binary starts. Every test
-/// calls it first, so the environment is written while no other test runs.
-fn shorten_idle_bound() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| std::env::set_var("TOKEN_VAULT_TEST_BODY_IDLE_TIMEOUT", IDLE));
-}
-
 fn eventually(deadline: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;
     while !check() {
@@ -47,10 +39,9 @@ fn eventually(deadline: Duration, what: &str, mut check: impl FnMut() -> bool) {
 
 /// A fake provider and a vault with connection `name` imported for it.
 fn setup(style: Style, name: &str) -> (FakeProvider, Vault) {
-    shorten_idle_bound();
     let fake = FakeProvider::start(style);
     fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
-    let vault = Vault::start(&[]);
+    let vault = Vault::start(&["--upload-idle-timeout", IDLE]);
     let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
     let out = vault.import(name, &fake, &blob(&at, Some(&rt), 3600), &[]);
     assert!(
@@ -351,7 +342,6 @@ fn get_and_mkdir_of_the_root_are_refused_and_ls_lists_it() {
 /// refused at import with the range, whether from the CLI or the socket.
 #[test]
 fn nonsense_chunk_sizes_and_cutoffs_are_refused_at_import() {
-    shorten_idle_bound();
     let fake = FakeProvider::start(Style::Dropbox);
     fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
     let vault = Vault::start(&[]);

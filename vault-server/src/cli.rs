@@ -303,6 +303,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::config::MAX_WORKER_THREADS)))]
     pub worker_threads: Option<u16>,
 
+    /// Give up an upload whose client sends nothing for this long (its provider session is
+    /// aborted, nothing is committed): a stopped client must not hold a connection slot and
+    /// an upload session for ever. Every byte restarts it. [default: 1m]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub upload_idle_timeout: Option<Duration>,
+
     /// Refresh a connection at least this often even if its access token does not expire,
     /// so providers that expire idle refresh tokens keep them alive. [default: 30days]
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]

@@ -59,6 +59,8 @@ pub struct LimitsSection {
     pub max_concurrent_refreshes: Option<usize>,
     pub max_requests_per_connection: Option<usize>,
     pub worker_threads: Option<u16>,
+    #[serde(default, with = "humantime_serde")]
+    pub upload_idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +107,8 @@ pub struct Settings {
     pub max_requests_per_connection: usize,
     /// The async runtime's worker threads (at least 1).
     pub worker_threads: usize,
+    /// How long an upload waits for the next byte of its client's body.
+    pub upload_idle_timeout: Duration,
     pub on_event: Option<String>,
     pub hook_timeout: Duration,
     pub refresh_failing_after: u32,
@@ -195,6 +199,14 @@ impl Settings {
                 Some(n) => usize::from(n),
                 None => DEFAULT_WORKER_THREADS,
             },
+            upload_idle_timeout: match args.upload_idle_timeout.or(l.upload_idle_timeout) {
+                Some(d) if d.is_zero() => anyhow::bail!(
+                    "the upload idle timeout (--upload-idle-timeout, [limits] upload_idle_timeout) is 0: it must be above 0 (the default is {})",
+                    humantime::format_duration(crate::transfer::spool::BODY_IDLE_TIMEOUT)
+                ),
+                Some(d) => d,
+                None => crate::transfer::spool::BODY_IDLE_TIMEOUT,
+            },
             on_event: args.on_event.clone().or(h.on_event),
             hook_timeout: args
                 .hook_timeout
@@ -267,6 +279,33 @@ mod tests {
         assert_eq!(s.backoff_max, Duration::from_secs(600));
         assert_eq!(s.max_requests_per_connection, 4);
         assert_eq!(s.worker_threads, DEFAULT_WORKER_THREADS);
+        assert_eq!(
+            s.upload_idle_timeout,
+            crate::transfer::spool::BODY_IDLE_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn upload_idle_timeout_from_the_flag_or_the_file_never_zero() {
+        let file = |text: &str| -> ConfigFile { toml::from_str(text).unwrap() };
+        let text = "[limits]\nupload_idle_timeout = \"5m\"";
+        let s = Settings::resolve(&args(&[]), None, file(text)).unwrap();
+        assert_eq!(s.upload_idle_timeout, Duration::from_secs(300));
+        let flag = args(&["--upload-idle-timeout", "2s"]);
+        let s = Settings::resolve(&flag, None, file(text)).unwrap();
+        assert_eq!(
+            s.upload_idle_timeout,
+            Duration::from_secs(2),
+            "the flag wins"
+        );
+        let zero = file("[limits]\nupload_idle_timeout = \"0s\"");
+        let err = Settings::resolve(&args(&[]), None, zero)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("upload_idle_timeout") && err.contains("above 0"),
+            "{err}"
+        );
     }
 
     #[test]

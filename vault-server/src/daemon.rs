@@ -135,8 +135,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         )
     })?;
     let files = Arc::new(
-        crate::files::Files::new(engine.clone(), spool, settings.max_requests_per_connection)
-            .context("cannot build the transfer HTTP client")?,
+        crate::files::Files::new(
+            engine.clone(),
+            spool,
+            settings.max_requests_per_connection,
+            settings.upload_idle_timeout,
+        )
+        .context("cannot build the transfer HTTP client")?,
     );
     let listener = socket::bind_with(
         socket_path,

@@ -73,6 +73,8 @@ pub struct Files {
     http: reqwest::Client,
     spool_dir: PathBuf,
     max_requests_per_connection: usize,
+    /// How long an upload waits for its client's next byte.
+    upload_idle_timeout: Duration,
     connections: Mutex<HashMap<String, PerConnection>>,
 }
 
@@ -81,6 +83,7 @@ impl Files {
         engine: Arc<Engine>,
         spool_dir: PathBuf,
         max_requests_per_connection: usize,
+        upload_idle_timeout: Duration,
     ) -> Result<Files, reqwest::Error> {
         let http = reqwest::Client::builder()
             // Box's download redirect is followed by hand, without the token.
@@ -94,6 +97,7 @@ impl Files {
             http,
             spool_dir,
             max_requests_per_connection: max_requests_per_connection.max(1),
+            upload_idle_timeout,
             connections: Mutex::new(HashMap::new()),
         })
     }
@@ -232,7 +236,7 @@ impl Files {
                 "an upload needs a file name, not the root folder".into(),
             ));
         }
-        let mut incoming = Incoming::new(body, len);
+        let mut incoming = Incoming::with_idle_timeout(body, len, self.upload_idle_timeout);
         let (entry, replaced) = match api.upload(&path, &mut incoming, &self.spool_dir).await {
             Ok(done) => done,
             Err(e) => {

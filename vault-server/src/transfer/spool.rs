@@ -6,7 +6,8 @@
 //!   part is only sent once it has fully arrived, so a client that
 //!   disconnects mid-part never causes a partial part to reach the provider;
 //! - the vault never waits on a client's body without a bound: when no byte
-//!   of it comes for [`BODY_IDLE_TIMEOUT`], reading it fails with
+//!   of it comes for the idle bound (by default [`BODY_IDLE_TIMEOUT`]),
+//!   reading it fails with
 //!   [`TransferError::BodyStalled`], which ends the upload (and its provider
 //!   session) like a body that broke off;
 //! - once a body failed, nothing more is read from it.
@@ -18,11 +19,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-/// How long an upload may wait for the next byte of the client's body.
+/// How long an upload may wait for the next byte of the client's body, by
+/// default (`serve --upload-idle-timeout`, `[limits] upload_idle_timeout`).
 /// Clients on the socket are local and send as fast as they read
 /// (`token-vault put` spools stdin to a file first, so not even a slow
 /// pipeline pauses it): a minute without a single byte is a client that
@@ -30,37 +31,6 @@ use tokio::io::AsyncWriteExt;
 /// spool file and (Box) an open upload session for ever. It bounds
 /// silence, not speed: every byte that arrives restarts it.
 pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Test hook: a shorter [`BODY_IDLE_TIMEOUT`] in the daemon's environment
-/// (humantime: `1s`, `500ms`), so the e2e test of a stalled body need not
-/// wait a minute. Not a setting: it can only shorten the bound, never
-/// lift it, and a value it cannot use is logged and ignored.
-pub const BODY_IDLE_TIMEOUT_ENV: &str = "TOKEN_VAULT_TEST_BODY_IDLE_TIMEOUT";
-
-/// The idle bound in force: [`BODY_IDLE_TIMEOUT`], or the test hook's
-/// shorter one. Read once, at the first upload.
-pub fn body_idle_timeout() -> Duration {
-    static IDLE: OnceLock<Duration> = OnceLock::new();
-    *IDLE.get_or_init(|| {
-        let Some(raw) = std::env::var_os(BODY_IDLE_TIMEOUT_ENV) else {
-            return BODY_IDLE_TIMEOUT;
-        };
-        match raw.to_str().map(humantime::parse_duration) {
-            Some(Ok(idle)) if !idle.is_zero() && idle <= BODY_IDLE_TIMEOUT => {
-                tracing::info!(idle = ?idle, "{BODY_IDLE_TIMEOUT_ENV} shortens the upload idle bound");
-                idle
-            }
-            _ => {
-                tracing::warn!(
-                    value = ?raw,
-                    default = ?BODY_IDLE_TIMEOUT,
-                    "{BODY_IDLE_TIMEOUT_ENV} is not a duration above 0 and at most the default; ignored"
-                );
-                BODY_IDLE_TIMEOUT
-            }
-        }
-    })
-}
 
 /// How a client's body failed; kept so that it is not read again.
 #[derive(Debug, Clone, Copy)]
@@ -82,10 +52,10 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// `body`, of `total` declared bytes, read with the idle bound in
-    /// force ([`body_idle_timeout`]).
+    /// `body`, of `total` declared bytes, read with the default idle bound
+    /// ([`BODY_IDLE_TIMEOUT`]).
     pub fn new(body: Body, total: u64) -> Incoming {
-        Incoming::with_idle_timeout(body, total, body_idle_timeout())
+        Incoming::with_idle_timeout(body, total, BODY_IDLE_TIMEOUT)
     }
 
     /// Like [`Incoming::new`], giving up when no byte comes for `idle`.
