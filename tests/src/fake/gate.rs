@@ -3,7 +3,8 @@
 //! [`ApiFault`] matches the request's path, answers with that fault before
 //! anything else is looked at (or, for [`ApiFault::LostAnswer`] and
 //! [`ApiFault::KeptPrefix`], after the request, or part of it, has been
-//! handled).
+//! handled; [`ApiFault::EmptyPage`] is passed to the handler, which
+//! answers it).
 
 use axum::body::Body;
 use axum::extract::{Request, State as AxumState};
@@ -52,6 +53,11 @@ pub(super) async fn gate(
             let request = Request::from_parts(parts, Body::from(kept));
             handled_then_lost(next, request, style, &request_id).await
         }
+        Some(ApiFault::EmptyPage) => {
+            let mut request = request;
+            request.extensions_mut().insert(EmptyPage);
+            next.run(request).await
+        }
         Some(fault) => {
             reject(
                 request.into_body(),
@@ -62,6 +68,11 @@ pub(super) async fn gate(
         None => next.run(request).await,
     }
 }
+
+/// Marks a request that got [`ApiFault::EmptyPage`]: a listing handler
+/// that finds it answers an empty page that has more.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EmptyPage;
 
 /// The largest body [`ApiFault::KeptPrefix`] reads whole to cut it: test
 /// chunks are a few MB.
@@ -84,7 +95,11 @@ async fn handled_then_lost(
 /// The provider's real answer for an injected fault.
 fn fault_response(style: Style, fault: ApiFault, request_id: &str) -> Response {
     match fault {
-        ApiFault::ServerError | ApiFault::LostAnswer | ApiFault::KeptPrefix { .. } => (
+        // (`gate` hands EmptyPage to the listing handler: it never gets here.)
+        ApiFault::ServerError
+        | ApiFault::LostAnswer
+        | ApiFault::KeptPrefix { .. }
+        | ApiFault::EmptyPage => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/html")],
             "<html><head><title>500 Internal Server Error</title></head>\
@@ -95,34 +110,67 @@ fn fault_response(style: Style, fault: ApiFault, request_id: &str) -> Response {
             Style::Box => box_unauthorized(true),
             Style::Dropbox => dropbox_auth_error(&AccessCheck::Expired),
         },
-        ApiFault::TooManyRequests { retry_after_secs } => {
-            let body = match style {
-                Style::Box => json!({
-                    "type": "error",
-                    "status": 429,
-                    "code": "rate_limit_exceeded",
-                    "message": "Request rate limit exceeded, please try again later",
-                    "context_info": null,
-                    "help_url": "http://developers.box.com/docs/#errors",
-                    "request_id": request_id,
-                }),
-                Style::Dropbox => json!({
-                    "error_summary": "too_many_requests/..",
-                    "error": {
-                        "reason": {".tag": "too_many_requests"},
-                        "retry_after": retry_after_secs,
-                    },
-                }),
-            };
+        ApiFault::TooManyRequests { retry_after_secs } => slow_down(
+            style,
+            StatusCode::TOO_MANY_REQUESTS,
             (
-                StatusCode::TOO_MANY_REQUESTS,
-                [
-                    (header::RETRY_AFTER, retry_after_secs.to_string()),
-                    (header::CONTENT_TYPE, "application/json".to_owned()),
-                ],
-                body.to_string(),
-            )
-                .into_response()
-        }
+                "rate_limit_exceeded",
+                "Request rate limit exceeded, please try again later",
+            ),
+            "too_many_requests",
+            retry_after_secs,
+            request_id,
+        ),
+        ApiFault::Busy { retry_after_secs } => slow_down(
+            style,
+            StatusCode::CONFLICT,
+            (
+                "operation_blocked_temporary",
+                "The operation is blocked by another on-going operation.",
+            ),
+            "too_many_write_operations",
+            retry_after_secs,
+            request_id,
+        ),
     }
+}
+
+/// A "slow down" answer with `Retry-After: retry_after_secs`: Box's error
+/// body with `box_error` as its `(code, message)`, or Dropbox's rate-limit
+/// body with `dropbox_reason` as its `reason` tag (and `retry_after`).
+fn slow_down(
+    style: Style,
+    status: StatusCode,
+    box_error: (&str, &str),
+    dropbox_reason: &str,
+    retry_after_secs: u64,
+    request_id: &str,
+) -> Response {
+    let body = match style {
+        Style::Box => json!({
+            "type": "error",
+            "status": status.as_u16(),
+            "code": box_error.0,
+            "message": box_error.1,
+            "context_info": null,
+            "help_url": "http://developers.box.com/docs/#errors",
+            "request_id": request_id,
+        }),
+        Style::Dropbox => json!({
+            "error_summary": format!("{dropbox_reason}/.."),
+            "error": {
+                "reason": {".tag": dropbox_reason},
+                "retry_after": retry_after_secs,
+            },
+        }),
+    };
+    (
+        status,
+        [
+            (header::RETRY_AFTER, retry_after_secs.to_string()),
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+        ],
+        body.to_string(),
+    )
+        .into_response()
 }

@@ -164,6 +164,25 @@ pub enum ApiFault {
     /// `{"error_summary":"expired_access_token/..",…}`. The token itself
     /// stays valid: a client that refreshes (or simply retries) succeeds.
     Unauthorized,
+    /// The provider's real "busy, try again" 409, with `Retry-After: N`:
+    /// Box `{"type":"error","status":409,"code":"operation_blocked_temporary",…}`
+    /// (another operation holds the item), Dropbox
+    /// `{"error_summary":"too_many_write_operations/..","error":{"reason":
+    /// {".tag":"too_many_write_operations"},"retry_after":N}}` (too many
+    /// writes in the namespace at once). Nothing is done; a client that
+    /// waits and retries succeeds. A client that takes every 409 for a
+    /// conflict fails instead.
+    Busy {
+        /// The value of the `Retry-After` header (and Dropbox's
+        /// `retry_after`), in seconds.
+        retry_after_secs: u64,
+    },
+    /// Dropbox listings (`list_folder`, `list_folder/continue`): the page
+    /// comes back with no entries but `has_more: true` and a cursor that
+    /// continues where it was, as Dropbox may answer. A client that takes
+    /// the empty page for the end of the listing misses every entry.
+    /// Other requests are handled as usual (the fault is used up).
+    EmptyPage,
 }
 
 /// A snapshot of what the fake has seen, from [`FakeProvider::counters`].

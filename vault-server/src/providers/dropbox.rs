@@ -4,7 +4,11 @@
 //! Invariants: `Dropbox-API-Arg` is always pure ASCII (every code point
 //! from U+007F up escaped, with surrogate pairs); every upload's
 //! `content_hash` is computed as it streams and checked against Dropbox's
-//! answer; an upload session is finished only once every byte is appended.
+//! answer; an upload session is finished only once every byte is appended;
+//! a folder is deleted without `recursive` only after its listing, followed
+//! to the end or to a first entry, showed it empty (`delete_v2` is always
+//! recursive, so a failed check deletes nothing); a download holds one of
+//! the connection's in-flight slots until its body ends or is dropped.
 
 use super::call::Caller;
 use super::{
@@ -20,6 +24,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
 use shared::api::{Entry, EntryKind, WhoAmI};
 use shared::Secret;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 /// Entries per listing page.
@@ -198,6 +203,59 @@ impl DropboxFiles {
         }
     }
 
+    /// Walks the listing of folder `path` page by page (`limit` entries at
+    /// most each), through `list_folder/continue` while `has_more`, handing
+    /// each page's raw entries to `visit` until it breaks. A page may be
+    /// empty and still have more after it.
+    async fn walk(
+        &self,
+        path: &RemotePath,
+        limit: u32,
+        mut visit: impl FnMut(&[Value]) -> ControlFlow<()>,
+    ) -> Result<(), TransferError> {
+        let (mut status, mut body) = self
+            .rpc(
+                "files/list_folder",
+                &json!({"path": api_path(path), "recursive": false, "limit": limit}),
+            )
+            .await?;
+        loop {
+            if status == 409 {
+                let s = summary(&body);
+                if s.contains("not_found") {
+                    return Err(TransferError::NotFound(path.client_path()));
+                }
+                if s.contains("not_folder") {
+                    return Err(TransferError::Conflict(format!(
+                        "`{}` is a file, not a folder",
+                        path.client_path()
+                    )));
+                }
+            }
+            if status != 200 {
+                return Err(status_error(status, &body).into());
+            }
+            let page: Value =
+                serde_json::from_slice(&body).map_err(|_| bad("a listing that is not JSON"))?;
+            let entries = page
+                .get("entries")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("a listing without entries"))?;
+            if visit(entries).is_break()
+                || page.get("has_more").and_then(Value::as_bool) != Some(true)
+            {
+                return Ok(());
+            }
+            let cursor = page
+                .get("cursor")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("has_more without a cursor"))?;
+            (status, body) = self
+                .rpc("files/list_folder/continue", &json!({"cursor": cursor}))
+                .await?;
+        }
+    }
+
     /// One chunk appended at `offset`, resyncing on `incorrect_offset`;
     /// returns the offset after it.
     async fn append(
@@ -252,48 +310,12 @@ impl DropboxFiles {
 impl FileApi for DropboxFiles {
     async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>, TransferError> {
         let mut entries = Vec::new();
-        let (mut status, mut body) = self
-            .rpc(
-                "files/list_folder",
-                &json!({"path": api_path(path), "recursive": false, "limit": PAGE_LIMIT}),
-            )
-            .await?;
-        loop {
-            if status == 409 {
-                let s = summary(&body);
-                if s.contains("not_found") {
-                    return Err(TransferError::NotFound(path.client_path()));
-                }
-                if s.contains("not_folder") {
-                    return Err(TransferError::Conflict(format!(
-                        "`{}` is a file, not a folder",
-                        path.client_path()
-                    )));
-                }
-            }
-            if status != 200 {
-                return Err(status_error(status, &body).into());
-            }
-            let page: Value =
-                serde_json::from_slice(&body).map_err(|_| bad("a listing that is not JSON"))?;
-            entries.extend(
-                page.get("entries")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(entry),
-            );
-            if page.get("has_more").and_then(Value::as_bool) != Some(true) {
-                return Ok(entries);
-            }
-            let cursor = page
-                .get("cursor")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("has_more without a cursor"))?;
-            (status, body) = self
-                .rpc("files/list_folder/continue", &json!({"cursor": cursor}))
-                .await?;
-        }
+        self.walk(path, PAGE_LIMIT, |page| {
+            entries.extend(page.iter().filter_map(entry));
+            ControlFlow::Continue(())
+        })
+        .await?;
+        Ok(entries)
     }
 
     async fn mkdir(&self, path: &RemotePath) -> Result<(String, bool), TransferError> {
@@ -336,22 +358,20 @@ impl FileApi for DropboxFiles {
             .await?
             .ok_or_else(|| TransferError::NotFound(path.client_path()))?;
         if meta.kind == EntryKind::Folder && !recursive {
-            let (status, body) = self
-                .rpc(
-                    "files/list_folder",
-                    &json!({"path": api_path(path), "recursive": false, "limit": 1}),
-                )
-                .await?;
-            let has_entries = status == 200
-                && serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| {
-                        v.get("entries")
-                            .and_then(Value::as_array)
-                            .map(|a| !a.is_empty())
-                    })
-                    .unwrap_or(true);
-            if has_entries {
+            // Any failure to tell is an error: deleting on a guess would
+            // take the folder's contents with it.
+            let mut empty = true;
+            self.walk(path, 1, |page| {
+                empty = page.is_empty();
+                if empty {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            })
+            .await
+            .map_err(|e| emptiness_unknown(e, path))?;
+            if !empty {
                 return Err(TransferError::Conflict(
                     "the folder is not empty; use --recursive (recursive=true) to delete it with its contents".into(),
                 ));
@@ -372,9 +392,11 @@ impl FileApi for DropboxFiles {
     async fn download(&self, path: &RemotePath) -> Result<Download, TransferError> {
         let url = format!("{}/files/download", self.content);
         let header = dropbox_arg(&json!({"path": api_path(path)}));
+        // The body streams to the client after this returns: it keeps its
+        // in-flight slot until then.
         let response = self
             .caller
-            .send(|http, token| {
+            .send_streaming(|http, token| {
                 Ok(http
                     .post(&url)
                     .bearer_auth(token.expose())
@@ -524,6 +546,31 @@ impl FileApi for DropboxFiles {
     }
 }
 
+/// `e`, from checking that folder `path` is empty before a delete without
+/// `recursive`, saying that nothing was deleted.
+fn emptiness_unknown(e: TransferError, path: &RemotePath) -> TransferError {
+    let context = format!(
+        " while checking that `{}` is empty, so nothing was deleted; try again once Dropbox recovers",
+        path.client_path()
+    );
+    match e {
+        TransferError::Provider(ProviderCallError::Status { status, detail }) => {
+            ProviderCallError::Status {
+                status,
+                detail: detail + &context,
+            }
+            .into()
+        }
+        TransferError::Provider(ProviderCallError::Transport(what)) => {
+            ProviderCallError::Transport(what + &context).into()
+        }
+        TransferError::Provider(ProviderCallError::BadAnswer(what)) => {
+            ProviderCallError::BadAnswer(what + &context).into()
+        }
+        other => other,
+    }
+}
+
 /// Whether a finish's error summary says its upload session no longer
 /// exists (finished already, or expired), rather than that the commit failed.
 fn session_gone(summary: &str) -> bool {
@@ -532,7 +579,51 @@ fn session_gone(summary: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::call::testing::{caller, channel_body, serve};
     use super::*;
+    use bytes::Bytes;
+    use std::sync::{Arc, Mutex};
+
+    /// The download's body streams to the client after `download` returns:
+    /// all that time it is a request in flight for the connection.
+    #[tokio::test]
+    async fn a_download_keeps_its_in_flight_slot_until_its_body_ends() {
+        let (tx, body) = channel_body();
+        let body = Arc::new(Mutex::new(Some(body)));
+        let router = axum::Router::new().route(
+            "/files/download",
+            axum::routing::post(move || {
+                let body = body.lock().unwrap_or_else(|p| p.into_inner()).take();
+                async move {
+                    let meta = r#"{"size":9,"content_hash":"h"}"#;
+                    ([("Dropbox-API-Result", meta)], body.unwrap_or_default())
+                }
+            }),
+        );
+        let base = serve(router).await;
+        let (caller, _) = caller(1);
+        let files = DropboxFiles {
+            caller: caller.clone(),
+            api: base.clone(),
+            content: base,
+            chunk_size: DEFAULT_CHUNK,
+        };
+        tx.send(Bytes::from_static(b"first")).await.expect("send");
+        let path = RemotePath::new(None, "/f.bin").expect("a path");
+        let download = files.download(&path).await.expect("download");
+        assert_eq!(download.size, Some(9));
+        assert_eq!(download.hash.as_deref(), Some("h"));
+        let mut response = download.response;
+        let first = response.chunk().await.expect("a chunk");
+        assert_eq!(first.as_deref(), Some(&b"first"[..]));
+        assert_eq!(caller.in_flight.available_permits(), 0, "slot held");
+        tx.send(Bytes::from_static(b"last")).await.expect("send");
+        drop(tx);
+        let last = response.chunk().await.expect("a chunk");
+        assert_eq!(last.as_deref(), Some(&b"last"[..]));
+        assert_eq!(response.chunk().await.expect("the end"), None);
+        assert_eq!(caller.in_flight.available_permits(), 1, "slot given back");
+    }
 
     #[test]
     fn arg_is_ascii_and_round_trips() {

@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State as AxumState;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::Extension;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -17,6 +18,7 @@ use super::paths::{
     write_components, Lookup, Spot, WriteError,
 };
 use crate::fake::api::dropbox_bad_request;
+use crate::fake::gate::EmptyPage;
 use crate::fake::storage::{NodeId, ROOT};
 use crate::fake::{lock, Shared, State};
 
@@ -51,13 +53,16 @@ fn decode_cursor(cursor: &str) -> Option<Cursor> {
     })
 }
 
-/// One page of a listing of `folder`, after `after` (a `path_lower`).
+/// One page of a listing of `folder`, after `after` (a `path_lower`); an
+/// `empty` page has no entries, `has_more` and a cursor at `after`
+/// ([`ApiFault::EmptyPage`](crate::fake::ApiFault::EmptyPage)).
 fn list_page(
     st: &State,
     folder: NodeId,
     recursive: bool,
     limit: usize,
     after: Option<&str>,
+    empty: bool,
 ) -> Response {
     let tree = &st.files.tree;
     let mut ids = if recursive {
@@ -78,9 +83,13 @@ fn list_page(
         .iter()
         .filter(|(key, _)| after.is_none_or(|a| key.as_str() > a))
         .collect();
-    let page = limit.min(st.files.page_size.max(1));
+    let page = if empty {
+        0
+    } else {
+        limit.min(st.files.page_size.max(1))
+    };
     let shown = &rest[..rest.len().min(page)];
-    let has_more = rest.len() > shown.len();
+    let has_more = empty || rest.len() > shown.len();
     let folder_id = tree
         .node(folder)
         .map(|n| n.ext_id.clone())
@@ -99,6 +108,7 @@ fn list_page(
 /// `POST /2/files/list_folder` `{"path","recursive","limit"}`.
 pub(super) async fn list_folder(
     AxumState(shared): AxumState<Shared>,
+    empty: Option<Extension<EmptyPage>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -125,7 +135,14 @@ pub(super) async fn list_folder(
         if !st.files.tree.node(folder).is_some_and(|n| n.is_folder()) {
             return Err(lookup_error("path", "not_folder"));
         }
-        Ok(list_page(&st, folder, recursive, limit, None))
+        Ok(list_page(
+            &st,
+            folder,
+            recursive,
+            limit,
+            None,
+            empty.is_some(),
+        ))
     })();
     result.unwrap_or_else(|r| r)
 }
@@ -133,6 +150,7 @@ pub(super) async fn list_folder(
 /// `POST /2/files/list_folder/continue` `{"cursor"}`.
 pub(super) async fn list_folder_continue(
     AxumState(shared): AxumState<Shared>,
+    empty: Option<Extension<EmptyPage>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -163,6 +181,7 @@ pub(super) async fn list_folder_continue(
             cursor.recursive,
             cursor.limit,
             cursor.after.as_deref(),
+            empty.is_some(),
         ))
     })();
     result.unwrap_or_else(|r| r)
