@@ -367,7 +367,7 @@ fn an_altered_or_replayed_response_is_refused() {
     // Replayed to the same authorization: already used.
     let id = authorization_id(&vault, "first");
     let (status, body) = complete(&vault, &id, &response);
-    assert_eq!(status, 409, "{body}");
+    assert_eq!(status, 400, "{body}: 409 means re-authorize, and only that");
     assert_eq!(body["error"]["code"], "already_used");
     assert!(
         body["error"]["message"]
@@ -399,7 +399,8 @@ fn an_altered_or_replayed_response_is_refused() {
     let id = authorization_id(&vault, "second");
     let (status, body) = complete(&vault, &id, &response);
     assert_eq!(
-        status, 409,
+        (status, body["error"]["code"].as_str()),
+        (400, Some("not_pending")),
         "a cancelled authorization takes nothing: {body}"
     );
     vault.assert_no_secrets(&setup.fake);

@@ -393,4 +393,22 @@ fn nonsense_chunk_sizes_and_cutoffs_are_refused_at_import() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Importing over it without --replace is bad input too (400 `exists`,
+    // never 409, which means re-authorize), and says how to replace it.
+    let out = vault.import("dbx", &fake, &paste, &[]);
+    assert!(
+        !out.status.success(),
+        "imported over an existing connection"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--replace"));
+    let request = serde_json::json!({"blob": paste, "provider": "dropbox", "client_id": CLIENT_ID});
+    let (status, body) = http(
+        &vault.socket,
+        "PUT",
+        "/v1/connections/dbx",
+        Some(request.to_string().as_bytes()),
+    )
+    .expect("http");
+    let (code, message) = error_of(&body);
+    assert_eq!((status, code.as_str()), (400, "exists"), "{message}");
 }

@@ -72,11 +72,13 @@ impl From<AuthorizeError> for ApiError {
         let (status, code) = match &e {
             AuthorizeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             AuthorizeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            AuthorizeError::Exists(_) => (StatusCode::CONFLICT, "exists"),
+            // 409 is reserved for "needs re-authorization" (interface.md):
+            // these refusals are bad input, each with a code of its own.
+            AuthorizeError::Exists(_) => (StatusCode::BAD_REQUEST, "exists"),
             AuthorizeError::StateMismatch => (StatusCode::BAD_REQUEST, "state_mismatch"),
-            AuthorizeError::AlreadyUsed => (StatusCode::CONFLICT, "already_used"),
+            AuthorizeError::AlreadyUsed => (StatusCode::BAD_REQUEST, "already_used"),
             AuthorizeError::Expired(_) => (StatusCode::GONE, "expired"),
-            AuthorizeError::NotPending(_) => (StatusCode::CONFLICT, "not_pending"),
+            AuthorizeError::NotPending(_) => (StatusCode::BAD_REQUEST, "not_pending"),
             AuthorizeError::Denied(_) => (StatusCode::BAD_REQUEST, "access_denied"),
             AuthorizeError::Provider(_) => (StatusCode::BAD_GATEWAY, "provider_error"),
             AuthorizeError::TooMany => (StatusCode::TOO_MANY_REQUESTS, "too_many"),

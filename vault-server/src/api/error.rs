@@ -44,7 +44,8 @@ impl From<EngineError> for ApiError {
             EngineError::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
             EngineError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             EngineError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            EngineError::Conflict(_) => (StatusCode::CONFLICT, "exists"),
+            // 409 means "needs re-authorization" and only that (interface.md).
+            EngineError::Conflict(_) => (StatusCode::BAD_REQUEST, "exists"),
             EngineError::Provider(_) => (StatusCode::BAD_GATEWAY, "provider_error"),
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_error"),
         };
