@@ -383,6 +383,17 @@ pub fn http(
     path: &str,
     body: Option<&[u8]>,
 ) -> std::io::Result<(u16, Vec<u8>)> {
+    http_with_head(socket, method, path, body).map(|(status, _, body)| (status, body))
+}
+
+/// Like [`http`], with the answer's head too (status line and headers, as
+/// text); the body is as sent, so only for answers with a Content-Length.
+pub fn http_with_head(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut stream = UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let body = body.unwrap_or_default();
@@ -420,5 +431,5 @@ pub fn http(
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other("no status line"))?;
     let body = raw.get(text_end + 4..).unwrap_or_default().to_vec();
-    Ok((status, body))
+    Ok((status, head, body))
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tests::fake::{ApiFault, FakeProvider, Style};
-use tests::vault_harness::{blob, http, Vault, CLIENT_ID, CLIENT_SECRET};
+use tests::vault_harness::{blob, http, http_with_head, Vault, CLIENT_ID, CLIENT_SECRET};
 
 const STYLES: [(Style, &str); 2] = [(Style::Box, "box"), (Style::Dropbox, "dbx")];
 /// Above Box's 50 MiB cutoff and Dropbox's 48 MiB chunk: the chunked paths.
@@ -572,5 +572,63 @@ fn a_client_that_hangs_up_after_its_body_leaves_no_box_session() {
         vault.log().contains("dropped unfinished"),
         "{}",
         vault.log()
+    );
+}
+
+/// Box downloads go by id, and the vault caches ids and hashes. A file
+/// replaced behind its back (a new file under the name, a new id; then a
+/// new version, the same id) is still found, and the hash the vault hands
+/// on is Box's current one. A download server that fails is asked again
+/// with a fresh URL, and a 202 (still processing) is waited out.
+#[test]
+fn box_downloads_find_replaced_files_and_retry_the_download_server() {
+    use sha1::{Digest, Sha1};
+    let (fake, vault) = setup(Style::Box, "box", &[]);
+    let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
+    let out = vault.import("other", &fake, &blob(&at, Some(&rt), 3600), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let work = tempfile::tempdir().expect("tempdir");
+    let fetch = |wanted: &Path, what: &str| {
+        let (status, head, body) = http_with_head(
+            &vault.socket,
+            "GET",
+            "/v1/connections/box/content?path=/a.bin",
+            None,
+        )
+        .expect("download");
+        let bytes = std::fs::read(wanted).expect("read");
+        assert_eq!(status, 200, "{what}: {head}");
+        assert!(body == bytes, "{what}: the bytes are the current file's");
+        let sha1 = hex(&Sha1::digest(&bytes));
+        assert!(
+            head.to_lowercase()
+                .contains(&format!("x-token-vault-hash: {sha1}")),
+            "{what}: {head}"
+        );
+    };
+    let one = make_file(work.path(), "one", 1000);
+    ok(&vault, &["put", s(&one), "box:/a.bin"]);
+    fetch(&one, "as uploaded");
+    let two = make_file(work.path(), "two", 2000);
+    ok(&vault, &["rm", "other:/a.bin"]);
+    ok(&vault, &["put", s(&two), "other:/a.bin"]);
+    fetch(&two, "a new file under the name");
+    let three = make_file(work.path(), "three", 3000);
+    ok(&vault, &["put", s(&three), "other:/a.bin"]);
+    fetch(&three, "a new version");
+
+    fake.inject_api_fault("/dl/", ApiFault::ServerError);
+    fake.box_download_202_once(true);
+    let back = work.path().join("back");
+    ok(&vault, &["get", "box:/a.bin", s(&back)]);
+    assert_eq!(sha256_file(&back), sha256_file(&three));
+    assert_eq!(
+        fake.pending_api_faults(),
+        0,
+        "the download server failed once"
     );
 }

@@ -292,7 +292,9 @@ pub struct ServeArgs {
     pub max_concurrent_refreshes: Option<usize>,
 
     /// How many provider requests (listing, parts, downloads) may be in flight per
-    /// connection; keeps one busy connection under the provider's rate limits. [default: 4]
+    /// connection; keeps one busy connection under the provider's rate limits. A download
+    /// counts for as long as it streams, so with 1 a client that streams a download of a
+    /// connection into an upload to the same connection waits for ever. [default: 4]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
     pub max_requests_per_connection: Option<usize>,
 

@@ -5,7 +5,7 @@
 //! path makes a new version; a chunked upload session is either committed
 //! or aborted, never left behind.
 
-use super::call::Caller;
+use super::call::{hold_until_body_ends, Caller};
 use super::{account, read_body, status_error, Download, FileApi, ProviderCallError};
 use crate::http::HttpClient;
 use crate::transfer::hash::{hex, BoxDigests, Sha1Digest};
@@ -40,6 +40,10 @@ pub const MAX_SIMPLE_UPLOAD: u64 = 50_000_000;
 const MAX_PROCESSING_WAITS: u32 = 60;
 /// The longest wait a 202's Retry-After may impose.
 const MAX_PROCESSING_WAIT: Duration = Duration::from_secs(10);
+/// Tries of a download's redirect target (Box's download servers) before
+/// giving up; each try asks `/content` for a fresh URL, after a pause.
+const MAX_REDIRECT_ATTEMPTS: u32 = 3;
+const REDIRECT_RETRY_WAIT: Duration = Duration::from_secs(1);
 
 pub async fn whoami(
     http: &HttpClient,
@@ -639,6 +643,101 @@ impl BoxFiles {
             })
     }
 
+    /// File `id`'s content, streamed, with its SHA-1 as Box has it now (a
+    /// cached one may predate a new version). `NotFound` if the id is gone.
+    /// The in-flight slot is held until the content has been read.
+    async fn download_file(&self, id: &str) -> Result<Download, TransferError> {
+        let info_url = format!("{}/files/{id}", self.api);
+        let response = self
+            .caller
+            .send(|http, token| {
+                Ok(http
+                    .get(&info_url)
+                    .bearer_auth(token.expose())
+                    .query(&[("fields", "sha1,size")]))
+            })
+            .await?;
+        let status = response.status().as_u16();
+        let body = read_body(response).await?;
+        match status {
+            200 => {}
+            404 => return Err(TransferError::NotFound(format!("Box file {id}"))),
+            _ => return Err(status_error(status, &body).into()),
+        }
+        let sha1 = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("sha1")?.as_str().map(str::to_string));
+        let url = format!("{}/files/{id}/content", self.api);
+        let mut redirects_failed = 0;
+        for _ in 0..MAX_PROCESSING_WAITS {
+            let (response, slot) = self
+                .caller
+                .send_holding(|http, token| Ok(http.get(&url).bearer_auth(token.expose())))
+                .await?;
+            let status = response.status().as_u16();
+            let content = match status {
+                // The content lives elsewhere; the short-lived URL needs no
+                // token. A failure there is retried with a fresh URL.
+                301 | 302 | 303 | 307 => match self.follow(&response).await {
+                    Ok(content) => content,
+                    Err(e) if redirects_failed + 1 < MAX_REDIRECT_ATTEMPTS => {
+                        redirects_failed += 1;
+                        tracing::info!(error = %e, "Box's download URL failed; asking for a new one");
+                        drop(slot);
+                        tokio::time::sleep(REDIRECT_RETRY_WAIT).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+                200 => response,
+                202 => {
+                    drop(slot);
+                    tokio::time::sleep(processing_wait(&response)).await;
+                    continue;
+                }
+                404 => return Err(TransferError::NotFound(format!("Box file {id}"))),
+                _ => {
+                    let body = read_body(response).await.unwrap_or_default();
+                    return Err(status_error(status, &body).into());
+                }
+            };
+            return Ok(Download {
+                size: content.content_length(),
+                hash: sha1,
+                response: hold_until_body_ends(content, slot),
+            });
+        }
+        Err(ProviderCallError::BadAnswer("Box kept answering 202 to the download".into()).into())
+    }
+
+    /// The answer of the URL a download redirect points to, if it is a
+    /// success.
+    async fn follow(
+        &self,
+        redirect: &reqwest::Response,
+    ) -> Result<reqwest::Response, ProviderCallError> {
+        let location = redirect
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ProviderCallError::BadAnswer("a redirect without a Location".into()))?;
+        let content = self
+            .caller
+            .http
+            .get(location)
+            .send()
+            .await
+            .map_err(|e| ProviderCallError::from_reqwest(&e))?;
+        if !content.status().is_success() {
+            let status = content.status().as_u16();
+            return Err(status_error(
+                status,
+                &read_body(content).await.unwrap_or_default(),
+            ));
+        }
+        Ok(content)
+    }
+
     /// The file `name` in folder `parent_id` if it holds the bytes whose
     /// SHA-1 is `sha1_hex`.
     async fn committed_file(
@@ -768,69 +867,29 @@ impl FileApi for BoxFiles {
     }
 
     async fn download(&self, path: &RemotePath) -> Result<Download, TransferError> {
-        let item = self.resolve(path).await?;
-        if item.kind != EntryKind::File {
-            return Err(TransferError::Conflict(format!(
-                "`{}` is not a file",
-                path.client_path()
-            )));
-        }
-        let url = format!("{}/files/{}/content", self.api, item.id);
-        for _ in 0..MAX_PROCESSING_WAITS {
-            let response = self
-                .caller
-                .send(|http, token| Ok(http.get(&url).bearer_auth(token.expose())))
-                .await?;
-            let status = response.status().as_u16();
-            match status {
-                // The content lives elsewhere; the short-lived URL needs no token.
-                301 | 302 | 303 | 307 => {
-                    let location = response
-                        .headers()
-                        .get(LOCATION)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string)
-                        .ok_or_else(|| {
-                            ProviderCallError::BadAnswer("a redirect without a Location".into())
-                        })?;
-                    let content = self
-                        .caller
-                        .http
-                        .get(&location)
-                        .send()
-                        .await
-                        .map_err(|e| ProviderCallError::from_reqwest(&e))?;
-                    if !content.status().is_success() {
-                        let s = content.status().as_u16();
-                        return Err(
-                            status_error(s, &read_body(content).await.unwrap_or_default()).into(),
-                        );
-                    }
-                    return Ok(Download {
-                        size: content.content_length(),
-                        hash: item.sha1.clone(),
-                        response: content,
-                    });
+        let mut ids_refreshed = false;
+        loop {
+            let item = self.resolve(path).await?;
+            if item.kind != EntryKind::File {
+                return Err(TransferError::Conflict(format!(
+                    "`{}` is not a file",
+                    path.client_path()
+                )));
+            }
+            match self.download_file(&item.id).await {
+                // The cached id is stale (deleted, or replaced by another
+                // file of that name behind our back): resolve afresh, once.
+                Err(TransferError::NotFound(_)) if !ids_refreshed => {
+                    self.cache.forget(&cache_key(path));
+                    ids_refreshed = true;
                 }
-                200 => {
-                    return Ok(Download {
-                        size: response.content_length(),
-                        hash: item.sha1.clone(),
-                        response,
-                    })
-                }
-                202 => tokio::time::sleep(processing_wait(&response)).await,
-                404 => {
+                Err(TransferError::NotFound(_)) => {
                     self.cache.forget(&cache_key(path));
                     return Err(TransferError::NotFound(path.client_path()));
                 }
-                _ => {
-                    let body = read_body(response).await.unwrap_or_default();
-                    return Err(status_error(status, &body).into());
-                }
+                other => return other,
             }
         }
-        Err(ProviderCallError::BadAnswer("Box kept answering 202 to the download".into()).into())
     }
 
     async fn upload(
