@@ -13,7 +13,7 @@ use super::routes::check_use;
 use super::AppState;
 use crate::providers::ProviderCallError;
 use crate::transfer::path::RemotePath;
-use crate::transfer::{ConflictKind, TransferError};
+use crate::transfer::TransferError;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -32,9 +32,7 @@ impl From<TransferError> for ApiError {
             | TransferError::Refused(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             TransferError::BodyStalled { .. } => (StatusCode::REQUEST_TIMEOUT, "body_stalled"),
             TransferError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            TransferError::Conflict(message) => {
-                (StatusCode::BAD_REQUEST, ConflictKind::of(message).code())
-            }
+            TransferError::Conflict { kind, .. } => (StatusCode::BAD_REQUEST, kind.code()),
             TransferError::LengthRequired => (StatusCode::LENGTH_REQUIRED, "length_required"),
             TransferError::Spool(..) => (StatusCode::INTERNAL_SERVER_ERROR, "spool_error"),
             TransferError::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
@@ -194,6 +192,7 @@ pub async fn upload(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::ConflictKind;
 
     #[test]
     fn queries_decode_strictly() {
@@ -207,24 +206,21 @@ mod tests {
 
     #[test]
     fn conflicts_are_bad_input_with_their_own_code_never_409() {
-        for (message, code) in [
-            (
-                "the folder is not empty; use --recursive",
-                "folder_not_empty",
-            ),
-            ("a file named `a` is in the way", "in_the_way"),
-            ("`/a` is a folder", "is_a_folder"),
-            ("`/a` is a file, not a folder", "not_a_folder"),
-            ("`/a` is not a file", "not_a_file"),
-            ("`/a` conflicts with an existing item", "conflict"),
+        for (kind, code) in [
+            (ConflictKind::FolderNotEmpty, "folder_not_empty"),
+            (ConflictKind::InTheWay, "in_the_way"),
+            (ConflictKind::IsAFolder, "is_a_folder"),
+            (ConflictKind::NotAFolder, "not_a_folder"),
+            (ConflictKind::NotAFile, "not_a_file"),
+            (ConflictKind::Other, "conflict"),
         ] {
-            let e = ApiError::from(TransferError::Conflict(message.into()));
+            let e = ApiError::from(TransferError::conflict(kind, "`/a` is what it is"));
             assert_eq!(
                 (e.status, e.code),
                 (StatusCode::BAD_REQUEST, code),
-                "{message}"
+                "{kind:?}"
             );
-            assert!(e.message.starts_with(message), "{}", e.message);
+            assert!(e.message.starts_with("`/a` is what it is"), "{}", e.message);
         }
         let stalled = ApiError::from(TransferError::BodyStalled {
             received: 1,

@@ -11,7 +11,7 @@ use crate::http::HttpClient;
 use crate::transfer::hash::{hex, BoxDigests, Sha1Digest};
 use crate::transfer::path::RemotePath;
 use crate::transfer::spool::{Incoming, Spool};
-use crate::transfer::TransferError;
+use crate::transfer::{ConflictKind, TransferError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -243,10 +243,10 @@ impl BoxFiles {
         }
         let folder = Box::pin(self.resolve(&parent)).await?;
         if folder.kind != EntryKind::Folder {
-            return Err(TransferError::Conflict(format!(
-                "`{}` is a file, not a folder",
-                parent.client_path()
-            )));
+            return Err(TransferError::conflict(
+                ConflictKind::NotAFolder,
+                format!("`{}` is a file, not a folder", parent.client_path()),
+            ));
         }
         let children = match self.list_folder(&folder.id).await {
             Err(TransferError::NotFound(_)) => {
@@ -319,9 +319,10 @@ impl BoxFiles {
             }
             409 => match conflict_item(&bytes) {
                 Some(item) if item.kind == EntryKind::Folder => Ok((item, false)),
-                Some(_) => Err(TransferError::Conflict(format!(
-                    "a file named `{name}` is in the way"
-                ))),
+                Some(_) => Err(TransferError::conflict(
+                    ConflictKind::InTheWay,
+                    format!("a file named `{name}` is in the way"),
+                )),
                 None => Err(status_error(status, &bytes).into()),
             },
             404 => Err(TransferError::NotFound(format!("Box folder {parent_id}"))),
@@ -350,9 +351,9 @@ impl BoxFiles {
         match status {
             200 | 204 => Ok(()),
             404 => Err(TransferError::NotFound(format!("Box item {}", item.id))),
-            400 if box_code(&body).as_deref() == Some("folder_not_empty") => Err(TransferError::Conflict(
-                "the folder is not empty; use --recursive (recursive=true) to delete it with its contents".into(),
-            )),
+            400 if box_code(&body).as_deref() == Some("folder_not_empty") => Err(
+                TransferError::conflict(ConflictKind::FolderNotEmpty, "the folder is not empty"),
+            ),
             _ => Err(status_error(status, &body).into()),
         }
     }
@@ -418,9 +419,10 @@ impl BoxFiles {
                     // Someone created it meanwhile: upload a new version of theirs.
                     Some(item) if item.kind == EntryKind::File => target = Some(item.id),
                     _ => {
-                        return Err(TransferError::Conflict(format!(
-                            "a folder named `{name}` is in the way"
-                        )))
+                        return Err(TransferError::conflict(
+                            ConflictKind::InTheWay,
+                            format!("a folder named `{name}` is in the way"),
+                        ))
                     }
                 },
                 404 => return Err(TransferError::NotFound(format!("Box item for `{name}`"))),
@@ -819,10 +821,10 @@ impl FileApi for BoxFiles {
     async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>, TransferError> {
         let item = self.resolve(path).await?;
         if item.kind != EntryKind::Folder {
-            return Err(TransferError::Conflict(format!(
-                "`{}` is a file, not a folder",
-                path.client_path()
-            )));
+            return Err(TransferError::conflict(
+                ConflictKind::NotAFolder,
+                format!("`{}` is a file, not a folder", path.client_path()),
+            ));
         }
         match self.list_folder(&item.id).await {
             Err(TransferError::NotFound(_)) => {
@@ -840,10 +842,10 @@ impl FileApi for BoxFiles {
         if let Some(item) = self.lookup(path).await? {
             return match item.kind {
                 EntryKind::Folder => Ok((item.id, false)),
-                _ => Err(TransferError::Conflict(format!(
-                    "`{}` is a file",
-                    path.client_path()
-                ))),
+                _ => Err(TransferError::conflict(
+                    ConflictKind::InTheWay,
+                    format!("`{}` is a file", path.client_path()),
+                )),
             };
         }
         let (parent_id, _) = Box::pin(self.mkdir(&parent)).await?;
@@ -857,7 +859,7 @@ impl FileApi for BoxFiles {
     async fn delete(&self, path: &RemotePath, recursive: bool) -> Result<(), TransferError> {
         let item = self.resolve(path).await?;
         let result = self.delete_item(&item, recursive).await;
-        if !matches!(result, Err(TransferError::Conflict(_))) {
+        if !matches!(result, Err(TransferError::Conflict { .. })) {
             self.cache.forget(&cache_key(path));
         }
         match result {
@@ -871,10 +873,10 @@ impl FileApi for BoxFiles {
         loop {
             let item = self.resolve(path).await?;
             if item.kind != EntryKind::File {
-                return Err(TransferError::Conflict(format!(
-                    "`{}` is not a file",
-                    path.client_path()
-                )));
+                return Err(TransferError::conflict(
+                    ConflictKind::NotAFile,
+                    format!("`{}` is not a file", path.client_path()),
+                ));
             }
             match self.download_file(&item.id).await {
                 // The cached id is stale (deleted, or replaced by another
@@ -915,10 +917,10 @@ impl FileApi for BoxFiles {
             let (parent_id, _) = self.mkdir(&parent).await?;
             let existing = self.lookup(path).await?;
             if existing.as_ref().is_some_and(|i| i.kind != EntryKind::File) {
-                return Err(TransferError::Conflict(format!(
-                    "`{}` is a folder",
-                    path.client_path()
-                )));
+                return Err(TransferError::conflict(
+                    ConflictKind::IsAFolder,
+                    format!("`{}` is a folder", path.client_path()),
+                ));
             }
             let attempt = if chunked {
                 self.chunked_upload(&parent_id, &name, existing.as_ref(), incoming, spool_dir)

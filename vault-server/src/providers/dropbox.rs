@@ -18,7 +18,7 @@ use crate::http::HttpClient;
 use crate::transfer::hash::DropboxHasher;
 use crate::transfer::path::RemotePath;
 use crate::transfer::spool::{Incoming, Spool};
-use crate::transfer::TransferError;
+use crate::transfer::{ConflictKind, TransferError};
 use chrono::{DateTime, Utc};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
@@ -226,10 +226,10 @@ impl DropboxFiles {
                     return Err(TransferError::NotFound(path.client_path()));
                 }
                 if s.contains("not_folder") {
-                    return Err(TransferError::Conflict(format!(
-                        "`{}` is a file, not a folder",
-                        path.client_path()
-                    )));
+                    return Err(TransferError::conflict(
+                        ConflictKind::NotAFolder,
+                        format!("`{}` is a file, not a folder", path.client_path()),
+                    ));
                 }
             }
             if status != 200 {
@@ -343,7 +343,8 @@ impl FileApi for DropboxFiles {
                 let id = self.metadata(path).await?.map(|e| e.id).unwrap_or_default();
                 Ok((id, false))
             }
-            409 if summary(&body).starts_with("path/conflict") => Err(TransferError::Conflict(
+            409 if summary(&body).starts_with("path/conflict") => Err(TransferError::conflict(
+                ConflictKind::InTheWay,
                 format!("a file is in the way of folder `{}`", path.client_path()),
             )),
             _ => Err(status_error(status, &body).into()),
@@ -372,8 +373,9 @@ impl FileApi for DropboxFiles {
             .await
             .map_err(|e| emptiness_unknown(e, path))?;
             if !empty {
-                return Err(TransferError::Conflict(
-                    "the folder is not empty; use --recursive (recursive=true) to delete it with its contents".into(),
+                return Err(TransferError::conflict(
+                    ConflictKind::FolderNotEmpty,
+                    format!("`{}` is not empty", path.client_path()),
                 ));
             }
         }
@@ -410,10 +412,10 @@ impl FileApi for DropboxFiles {
                 return Err(TransferError::NotFound(path.client_path()));
             }
             if status == 409 && summary(&body).contains("not_file") {
-                return Err(TransferError::Conflict(format!(
-                    "`{}` is not a file",
-                    path.client_path()
-                )));
+                return Err(TransferError::conflict(
+                    ConflictKind::NotAFile,
+                    format!("`{}` is not a file", path.client_path()),
+                ));
             }
             return Err(status_error(status, &body).into());
         }
@@ -449,10 +451,10 @@ impl FileApi for DropboxFiles {
         }
         let replaced = match self.metadata(path).await? {
             Some(e) if e.kind == EntryKind::Folder => {
-                return Err(TransferError::Conflict(format!(
-                    "`{}` is a folder",
-                    path.client_path()
-                )))
+                return Err(TransferError::conflict(
+                    ConflictKind::IsAFolder,
+                    format!("`{}` is a folder", path.client_path()),
+                ))
             }
             Some(_) => true,
             None => false,
@@ -526,10 +528,10 @@ impl FileApi for DropboxFiles {
         }
         if status != 200 {
             if status == 409 && summary(&body).contains("conflict") {
-                return Err(TransferError::Conflict(format!(
-                    "`{}` conflicts with an existing item",
-                    path.client_path()
-                )));
+                return Err(TransferError::conflict(
+                    ConflictKind::Other,
+                    format!("`{}` conflicts with an existing item", path.client_path()),
+                ));
             }
             return Err(status_error(status, &body).into());
         }

@@ -6,9 +6,8 @@
 //! them to the refresh engine is `files`.
 //!
 //! Invariant: every [`TransferError`] names what went wrong and what to do
-//! next, and never carries a token; a [`TransferError::Conflict`] always
-//! reads back as one [`ConflictKind`], so the socket API gives it a code of
-//! its own.
+//! next, and never carries a token; a [`TransferError::Conflict`] carries
+//! its [`ConflictKind`], so the socket API gives it a code of its own.
 
 pub mod hash;
 pub mod path;
@@ -26,10 +25,10 @@ pub enum TransferError {
     #[error("`{0}` does not exist")]
     NotFound(String),
     /// What is at the path is not what the request needs (a folder that is
-    /// not empty, a file in the way…): the provider's words, then the next
-    /// step for its [`ConflictKind`].
-    #[error("{0}{next}", next = ConflictKind::of(.0).next_step())]
-    Conflict(String),
+    /// not empty, a file in the way…): what the provider found, then the
+    /// next step for its kind.
+    #[error("{message}{}", kind.next_step())]
+    Conflict { kind: ConflictKind, message: String },
     #[error("{0}")]
     Refused(String),
     #[error("an upload needs a Content-Length header (token-vault put sends one; with curl use --data-binary @FILE or -T FILE)")]
@@ -58,11 +57,8 @@ pub enum TransferError {
     Unsupported(String),
 }
 
-/// What a [`TransferError::Conflict`] is about. Providers say it in words
-/// (`providers/`); these are read back from the stable part of those words,
-/// so that each kind has its own API code and next step. A message that
-/// matches none is [`ConflictKind::Other`]: still an error with its words,
-/// only without a code of its own.
+/// What a [`TransferError::Conflict`] is about: each kind has its own API
+/// code and next step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConflictKind {
     /// A delete without `recursive` of a folder that has contents.
@@ -75,28 +71,22 @@ pub enum ConflictKind {
     NotAFolder,
     /// A download of something that is not a file.
     NotAFile,
+    /// Anything else the provider refused as a conflict.
     Other,
 }
 
-impl ConflictKind {
-    /// The kind a provider's conflict message describes.
-    pub fn of(message: &str) -> ConflictKind {
-        if message.contains("not empty") {
-            ConflictKind::FolderNotEmpty
-        } else if message.contains("in the way") || message.ends_with("` is a file") {
-            // Box says "`/a` is a file" when mkdir finds one at the path.
-            ConflictKind::InTheWay
-        } else if message.ends_with("` is a folder") {
-            ConflictKind::IsAFolder
-        } else if message.ends_with("is a file, not a folder") {
-            ConflictKind::NotAFolder
-        } else if message.ends_with("is not a file") {
-            ConflictKind::NotAFile
-        } else {
-            ConflictKind::Other
+impl TransferError {
+    /// A conflict of `kind`, described by `message` (the next step is
+    /// added when it is shown).
+    pub fn conflict(kind: ConflictKind, message: impl Into<String>) -> TransferError {
+        TransferError::Conflict {
+            kind,
+            message: message.into(),
         }
     }
+}
 
+impl ConflictKind {
     /// The socket API's error code (README, "The socket API").
     pub fn code(self) -> &'static str {
         match self {
@@ -109,11 +99,13 @@ impl ConflictKind {
         }
     }
 
-    /// What to do about it, appended to the provider's words (the
-    /// not-empty message already says it).
+    /// What to do about it, appended to what the provider found.
     pub fn next_step(self) -> &'static str {
         match self {
-            ConflictKind::FolderNotEmpty | ConflictKind::Other => "",
+            ConflictKind::FolderNotEmpty => {
+                "; use --recursive (recursive=true) to delete it with its contents"
+            }
+            ConflictKind::Other => "",
             ConflictKind::InTheWay => {
                 "; remove it first (token-vault rm NAME:PATH) or choose another path"
             }
@@ -134,39 +126,19 @@ impl ConflictKind {
 mod tests {
     use super::*;
 
-    /// The providers' own conflict messages (`providers/box_.rs`,
-    /// `providers/dropbox.rs`), each read back as its kind.
-    #[test]
-    fn provider_conflicts_read_back_as_their_kind() {
-        for (message, kind) in [
-            (
-                "the folder is not empty; use --recursive (recursive=true) to delete it with its contents",
-                ConflictKind::FolderNotEmpty,
-            ),
-            ("a file named `a` is in the way", ConflictKind::InTheWay),
-            ("a folder named `a` is in the way", ConflictKind::InTheWay),
-            ("a file is in the way of folder `/a`", ConflictKind::InTheWay),
-            ("`/a` is a file", ConflictKind::InTheWay),
-            ("`/a` is a folder", ConflictKind::IsAFolder),
-            ("`/a` is a file, not a folder", ConflictKind::NotAFolder),
-            ("`/a` is not a file", ConflictKind::NotAFile),
-            ("`/a` conflicts with an existing item", ConflictKind::Other),
-        ] {
-            assert_eq!(ConflictKind::of(message), kind, "{message}");
-        }
-    }
-
     #[test]
     fn a_conflict_says_what_to_do_next() {
-        let shown = TransferError::Conflict("`/a` is a folder".into()).to_string();
+        let shown =
+            TransferError::conflict(ConflictKind::IsAFolder, "`/a` is a folder").to_string();
         assert!(
             shown.starts_with("`/a` is a folder; ") && shown.contains("put"),
             "{shown}"
         );
-        let shown = TransferError::Conflict(
-            "the folder is not empty; use --recursive (recursive=true) to delete it".into(),
-        )
-        .to_string();
-        assert!(shown.ends_with("to delete it"), "said once: {shown}");
+        let shown =
+            TransferError::conflict(ConflictKind::FolderNotEmpty, "`/b` is not empty").to_string();
+        assert!(
+            shown.starts_with("`/b` is not empty; ") && shown.contains("--recursive"),
+            "{shown}"
+        );
     }
 }
