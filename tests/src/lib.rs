@@ -8,4 +8,5 @@ pub mod bins;
 pub mod etcd;
 pub mod fake;
 pub mod fuzz_props;
+pub mod transfer_harness;
 pub mod vault_harness;

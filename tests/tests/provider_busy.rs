@@ -10,13 +10,12 @@
 //!   keeps failing deletes nothing, and an empty first page with `has_more`
 //!   ([`ApiFault::EmptyPage`]) is followed to the folder's first entry.
 //!
-//! `setup`, `ok` and `fails` are small local versions of the helpers in
-//! `transfers.rs`, which are private to that test.
+//! The helpers (`setup`, `ok`, `fails`, …) are `tests::transfer_harness`'s.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tests::fake::{ApiFault, FakeProvider, Style};
-use tests::vault_harness::{blob, Vault, CLIENT_ID, CLIENT_SECRET};
+use tests::transfer_harness::{fails, make_file, ok, s, setup, sha256_file};
+use tests::vault_harness::Vault;
 
 /// Above the 21MB Box cutoff and the 4MB Dropbox chunk the cases set: an
 /// upload session with several parts or chunks.
@@ -25,53 +24,6 @@ const SESSION_LEN: usize = 25_000_000;
 const SMALL_LEN: usize = 1_000_000;
 /// The vault's attempts per provider call (`providers/call.rs`).
 const ATTEMPTS: usize = 6;
-
-/// A fake provider and a vault with connection `name` imported for it.
-fn setup(style: Style, name: &str, extra: &[&str]) -> (FakeProvider, Vault) {
-    let fake = FakeProvider::start(style);
-    fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
-    let vault = Vault::start(&[]);
-    let (access, refresh) = fake.seed_tokens(CLIENT_ID, 3600);
-    let imported = vault.import(name, &fake, &blob(&access, Some(&refresh), 3600), extra);
-    assert!(imported.status.success(), "import: {imported:?}");
-    (fake, vault)
-}
-
-/// Runs the CLI; its stdout if it succeeded as `succeed` says, else its stderr.
-fn run(vault: &Vault, args: &[&str], succeed: bool) -> String {
-    let out = vault.cli(args);
-    assert_eq!(
-        out.status.success(),
-        succeed,
-        "{args:?}: {out:?}\n--- daemon log ---\n{}",
-        vault.log()
-    );
-    String::from_utf8_lossy(if succeed { &out.stdout } else { &out.stderr }).into_owned()
-}
-
-fn ok(vault: &Vault, args: &[&str]) -> String {
-    run(vault, args, true)
-}
-
-fn fails(vault: &Vault, args: &[&str]) -> String {
-    run(vault, args, false)
-}
-
-/// `len` bytes that are not all alike, written to `dir/name`; the path.
-fn local_file(dir: &Path, name: &str, len: usize) -> String {
-    let bytes: Vec<u8> = (0..len)
-        .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
-        .collect();
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).expect("write the local file");
-    path.to_str().expect("a UTF-8 temp path").to_owned()
-}
-
-fn sha256_hex(path: &str) -> String {
-    let bytes = std::fs::read(path).expect("read the local file");
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[test]
 fn busy_409s_mid_upload_are_waited_out() {
@@ -106,16 +58,16 @@ fn busy_409s_mid_upload_are_waited_out() {
         ),
     ] {
         let what = format!("{name} {busy_path}");
-        let (fake, vault) = setup(style, name, &extra);
+        let (fake, vault) = setup(style, name, &[], &extra);
         let work = tempfile::tempdir().expect("tempdir");
-        let local = local_file(work.path(), "busy.bin", len);
+        let local = make_file(work.path(), "busy.bin", len);
         // Busy twice in a row: the first asks for a second's wait.
         for retry_after_secs in [1, 0] {
             fake.inject_api_fault(busy_path, ApiFault::Busy { retry_after_secs });
         }
         let faults_before = fake.counters().api_faults;
         let started = Instant::now();
-        let out = ok(&vault, &["put", &local, &format!("{name}:/busy.bin")]);
+        let out = ok(&vault, &["put", s(&local), &format!("{name}:/busy.bin")]);
         assert!(out.contains("uploaded /busy.bin"), "{what}: {out}");
         assert!(
             started.elapsed() >= Duration::from_secs(1),
@@ -125,7 +77,7 @@ fn busy_409s_mid_upload_are_waited_out() {
         assert_eq!(fake.counters().api_faults, faults_before + 2, "{what}");
         assert_eq!(
             fake.file_sha256("/busy.bin"),
-            Some(sha256_hex(&local)),
+            Some(sha256_file(&local)),
             "{what}: the file must be the source, byte for byte"
         );
         assert_eq!(fake.paths(), ["/busy.bin"], "{what}: no duplicate");
@@ -143,7 +95,7 @@ fn busy_409s_on_mkdir_are_waited_out() {
         (Style::Box, "box", "folders"),
         (Style::Dropbox, "dbx", "create_folder_v2"),
     ] {
-        let (fake, vault) = setup(style, name, &[]);
+        let (fake, vault) = setup(style, name, &[], &[]);
         fake.inject_api_fault(
             busy_path,
             ApiFault::Busy {
@@ -183,7 +135,7 @@ fn refused(fake: &FakeProvider, vault: &Vault, says: &[&str]) {
 
 #[test]
 fn dropbox_rm_deletes_no_folder_it_has_not_seen_empty() {
-    let (fake, vault) = setup(Style::Dropbox, "dbx", &[]);
+    let (fake, vault) = setup(Style::Dropbox, "dbx", &[], &[]);
     fake.put_file("/keep/data.txt", b"must survive");
     // The emptiness check fails on every attempt: an error, nothing deleted.
     for _ in 0..ATTEMPTS {

@@ -8,16 +8,18 @@
 //! The daemons here run with the upload idle bound shortened by
 //! `serve --upload-idle-timeout`.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
-use tests::fake::{FakeProvider, Style};
+use tests::fake::Style;
+use tests::transfer_harness::{eventually, partial_upload, setup, start, STYLES};
 use tests::vault_harness::{blob, http, Vault, CLIENT_ID, CLIENT_SECRET};
 
 /// The shortened idle bound on an upload body (the default is a minute),
 /// as `serve --upload-idle-timeout` sets it.
 const IDLE: &str = "2s";
+/// The daemons' serve flags: [`IDLE`].
+const SERVE: [&str; 2] = ["--upload-idle-timeout", IDLE];
 /// How long the vault may take to give up a stalled body: the idle bound
 /// and a generous margin for a loaded machine, far below the real minute.
 const STALL_ANSWER_DEADLINE: Duration = Duration::from_secs(30);
@@ -26,31 +28,6 @@ const STALL_ANSWER_DEADLINE: Duration = Duration::from_secs(30);
 const DECLARED: usize = 60 * 1000 * 1000;
 /// What a stalled upload sends before it stops.
 const SENT: usize = 1 << 20;
-
-const STYLES: [(Style, &str); 2] = [(Style::Box, "box"), (Style::Dropbox, "dbx")];
-
-fn eventually(deadline: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while !check() {
-        assert!(Instant::now() < end, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// A fake provider and a vault with connection `name` imported for it.
-fn setup(style: Style, name: &str) -> (FakeProvider, Vault) {
-    let fake = FakeProvider::start(style);
-    fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
-    let vault = Vault::start(&["--upload-idle-timeout", IDLE]);
-    let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
-    let out = vault.import(name, &fake, &blob(&at, Some(&rt), 3600), &[]);
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (fake, vault)
-}
 
 /// The socket API's JSON error: (code, message).
 fn error_of(body: &[u8]) -> (String, String) {
@@ -70,26 +47,6 @@ fn refused(vault: &Vault, method: &str, target: &str, status: u16, code: &str) -
         "{method} {target}: {message}"
     );
     message
-}
-
-/// A raw upload of `declared` bytes to `path` that sends only `sent` of
-/// them and then stops, the connection left open.
-fn stalled_upload(
-    socket: &Path,
-    name: &str,
-    path: &str,
-    declared: usize,
-    sent: usize,
-) -> UnixStream {
-    let mut stream = UnixStream::connect(socket).expect("connect");
-    let head = format!(
-        "PUT /v1/connections/{name}/content?path={path} HTTP/1.1\r\nHost: vault\r\nContent-Length: {declared}\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).expect("head");
-    stream
-        .write_all(&vec![7u8; sent])
-        .expect("part of the body");
-    stream
 }
 
 /// Reads `stream` until the vault closes it (or `deadline` passes): what it
@@ -141,9 +98,9 @@ fn answer_then_close(stream: &mut UnixStream, deadline: Duration) -> (u16, Vec<u
 #[test]
 fn an_upload_body_that_stalls_is_given_up_and_nothing_stays_open() {
     for (style, name) in STYLES {
-        let (fake, vault) = setup(style, name);
+        let (fake, vault) = setup(style, name, &SERVE, &[]);
         let started = Instant::now();
-        let mut stream = stalled_upload(&vault.socket, name, "/stalled.bin", DECLARED, SENT);
+        let mut stream = partial_upload(&vault.socket, name, "/stalled.bin", DECLARED, SENT);
         // Others are served while it stalls.
         let (status, _) = http(
             &vault.socket,
@@ -177,11 +134,9 @@ fn an_upload_body_that_stalls_is_given_up_and_nothing_stays_open() {
             None,
             "{name}: nothing committed"
         );
-        eventually(
-            Duration::from_secs(20),
-            "no upload session left open",
-            || fake.open_upload_sessions() == 0,
-        );
+        eventually(20, "no upload session left open", || {
+            fake.open_upload_sessions() == 0
+        });
         if style == Style::Box {
             // The stall came inside a Box upload session, which was aborted.
             assert!(
@@ -216,7 +171,7 @@ fn an_upload_body_that_stalls_is_given_up_and_nothing_stays_open() {
 #[test]
 fn what_is_in_the_way_is_400_with_its_own_code() {
     for (style, name) in STYLES {
-        let (fake, vault) = setup(style, name);
+        let (fake, vault) = setup(style, name, &SERVE, &[]);
         fake.put_file("/full/inside.txt", b"inside");
         fake.put_file("/file.txt", b"a file");
         let base = format!("/v1/connections/{name}");
@@ -289,7 +244,7 @@ fn what_is_in_the_way_is_400_with_its_own_code() {
 #[test]
 fn get_and_mkdir_of_the_root_are_refused_and_ls_lists_it() {
     for (style, name) in STYLES {
-        let (fake, vault) = setup(style, name);
+        let (fake, vault) = setup(style, name, &SERVE, &[]);
         fake.put_file("/a.txt", b"hello");
         let base = format!("/v1/connections/{name}");
         for path in ["", "/", "%2F%2F"] {
@@ -342,9 +297,7 @@ fn get_and_mkdir_of_the_root_are_refused_and_ls_lists_it() {
 /// refused at import with the range, whether from the CLI or the socket.
 #[test]
 fn nonsense_chunk_sizes_and_cutoffs_are_refused_at_import() {
-    let fake = FakeProvider::start(Style::Dropbox);
-    fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
-    let vault = Vault::start(&[]);
+    let (fake, vault) = start(Style::Dropbox, &[]);
     let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
     let paste = blob(&at, Some(&rt), 3600);
     for size in ["1", "1000KB", "151MiB"] {

@@ -1,97 +1,21 @@
 //! End-to-end transfers through the `token-vault` CLI and daemon against
 //! the fake Box and Dropbox file APIs.
 
-use ring::digest;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use tests::fake::{ApiFault, FakeProvider, Style};
-use tests::vault_harness::{blob, http, http_with_head, Vault, CLIENT_ID, CLIENT_SECRET};
+use std::path::Path;
+use tests::fake::{ApiFault, Style};
+use tests::transfer_harness::{
+    eventually, fails, hex, import_connection, make_file, ok, partial_upload, s, setup,
+    sha256_file, STYLES,
+};
+use tests::vault_harness::{http, http_with_head};
 
-const STYLES: [(Style, &str); 2] = [(Style::Box, "box"), (Style::Dropbox, "dbx")];
 /// Above Box's 50 MiB cutoff and Dropbox's 48 MiB chunk: the chunked paths.
 const BIG: usize = 60 * 1000 * 1000;
-
-fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// A fake provider and a vault with connection `name` imported for it.
-fn setup(style: Style, name: &str, extra: &[&str]) -> (FakeProvider, Vault) {
-    let fake = FakeProvider::start(style);
-    fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
-    let vault = Vault::start(&[]);
-    let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
-    let out = vault.import(name, &fake, &blob(&at, Some(&rt), 3600), extra);
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (fake, vault)
-}
-
-fn ok(vault: &Vault, args: &[&str]) -> String {
-    let out = vault.cli(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}\n--- daemon log ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        vault.log()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(vault: &Vault, args: &[&str]) -> String {
-    let out = vault.cli(args);
-    assert!(!out.status.success(), "{args:?} should have failed");
-    assert!(out.stdout.is_empty(), "stdout must carry only results");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Deterministic pseudo-random bytes (xorshift), written to a file.
-fn make_file(dir: &Path, name: &str, len: usize) -> PathBuf {
-    let path = dir.join(name);
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len as u64;
-    let mut left = len;
-    let mut buf = vec![0u8; 1 << 16];
-    while left > 0 {
-        for b in buf.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
-        let n = left.min(buf.len());
-        f.write_all(&buf[..n]).expect("write");
-        left -= n;
-    }
-    f.flush().expect("flush");
-    path
-}
-
-fn sha256_file(path: &Path) -> String {
-    let bytes = std::fs::read(path).expect("read");
-    hex(digest::digest(&digest::SHA256, &bytes).as_ref())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 #[test]
 fn mkdir_put_get_ls_rm_on_both_providers() {
     for (style, name) in STYLES {
-        let (fake, vault) = setup(style, name, &[]);
+        let (fake, vault) = setup(style, name, &[], &[]);
         let work = tempfile::tempdir().expect("tempdir");
         // mkdir -p, twice (the second finds it there).
         ok(&vault, &["mkdir", &format!("{name}:/a/b/c")]);
@@ -162,7 +86,7 @@ fn mkdir_put_get_ls_rm_on_both_providers() {
 #[test]
 fn ls_follows_pagination() {
     for (style, name) in STYLES {
-        let (fake, vault) = setup(style, name, &[]);
+        let (fake, vault) = setup(style, name, &[], &[]);
         for i in 0..7 {
             fake.put_file(&format!("/many/f{i}.txt"), format!("file {i}").as_bytes());
         }
@@ -188,7 +112,7 @@ fn ls_follows_pagination() {
 #[test]
 fn overwriting_makes_a_new_version_or_overwrites() {
     for (style, name) in STYLES {
-        let (fake, vault) = setup(style, name, &[]);
+        let (fake, vault) = setup(style, name, &[], &[]);
         let work = tempfile::tempdir().expect("tempdir");
         let one = make_file(work.path(), "one", 1000);
         let two = make_file(work.path(), "two", 2000);
@@ -213,7 +137,7 @@ fn overwriting_makes_a_new_version_or_overwrites() {
 #[test]
 fn names_with_spaces_accents_and_emoji() {
     for (style, name) in STYLES {
-        let (fake, vault) = setup(style, name, &[]);
+        let (fake, vault) = setup(style, name, &[], &[]);
         let work = tempfile::tempdir().expect("tempdir");
         let local = make_file(work.path(), "x", 4321);
         let remote = "/Dossier été/naïve file 😀 日本.txt";
@@ -237,7 +161,7 @@ fn rate_limits_and_expired_tokens_mid_upload_are_survived() {
         (Style::Box, "box", "upload_sessions/"),
         (Style::Dropbox, "dbx", "append_v2"),
     ] {
-        let (fake, vault) = setup(style, name, &[]);
+        let (fake, vault) = setup(style, name, &[], &[]);
         let work = tempfile::tempdir().expect("tempdir");
         let local = make_file(work.path(), "big", BIG);
         fake.inject_api_fault(
@@ -266,7 +190,7 @@ fn rate_limits_and_expired_tokens_mid_upload_are_survived() {
 #[test]
 fn the_root_folder_cannot_be_escaped() {
     for (style, name) in STYLES {
-        let (fake, vault) = setup(style, name, &["--root", "/jail"]);
+        let (fake, vault) = setup(style, name, &[], &["--root", "/jail"]);
         fake.put_file("/secret.txt", b"outside the root");
         fake.put_file("/jail/inside.txt", b"inside");
         let listing = ok(&vault, &["ls", &format!("{name}:/")]);
@@ -307,19 +231,11 @@ fn the_root_folder_cannot_be_escaped() {
 
 #[test]
 fn a_client_that_disconnects_mid_upload_leaves_nothing() {
-    use std::os::unix::net::UnixStream;
     for (style, name) in STYLES {
-        let (fake, vault) = setup(style, name, &[]);
-        let mut stream = UnixStream::connect(&vault.socket).expect("connect");
-        let head = format!(
-            "PUT /v1/connections/{name}/content?path=/partial.bin HTTP/1.1\r\nHost: vault\r\nContent-Length: {BIG}\r\n\r\n"
-        );
-        stream.write_all(head.as_bytes()).expect("head");
-        let chunk = vec![7u8; 1 << 20];
-        // Half the file, then the client is gone.
-        for _ in 0..(BIG / 2) / chunk.len() {
-            stream.write_all(&chunk).expect("body");
-        }
+        let (fake, vault) = setup(style, name, &[], &[]);
+        // Half the file (in whole MiB), then the client is gone.
+        let half = (BIG / 2) / (1 << 20) * (1 << 20);
+        let stream = partial_upload(&vault.socket, name, "/partial.bin", BIG, half);
         if style == Style::Box {
             eventually(20, "a Box upload session to open", || {
                 fake.open_upload_sessions() > 0
@@ -343,7 +259,7 @@ fn a_client_that_disconnects_mid_upload_leaves_nothing() {
 
 #[test]
 fn a_failing_provider_is_reported_to_the_uploader() {
-    let (fake, vault) = setup(Style::Box, "box", &["--upload-cutoff", "21MB"]);
+    let (fake, vault) = setup(Style::Box, "box", &[], &["--upload-cutoff", "21MB"]);
     let work = tempfile::tempdir().expect("tempdir");
     // 25 MB: above this connection's cutoff, so an upload session.
     let local = make_file(work.path(), "mid", 25_000_000);
@@ -381,7 +297,7 @@ fn a_part_whose_answer_is_lost_is_not_sent_twice_into_the_file() {
         ),
         (Style::Dropbox, "dbx", ["--chunk-size", "4MB"], "append_v2"),
     ] {
-        let (fake, vault) = setup(style, name, &extra);
+        let (fake, vault) = setup(style, name, &[], &extra);
         let work = tempfile::tempdir().expect("tempdir");
         // 25 MB: an upload session on both, with several parts or chunks.
         let local = make_file(work.path(), "lost", 25_000_000);
@@ -407,7 +323,7 @@ fn a_part_whose_answer_is_lost_is_not_sent_twice_into_the_file() {
 /// fail the upload.
 #[test]
 fn a_chunk_dropbox_kept_in_part_is_resumed_inside_it() {
-    let (fake, vault) = setup(Style::Dropbox, "dbx", &["--chunk-size", "4MB"]);
+    let (fake, vault) = setup(Style::Dropbox, "dbx", &[], &["--chunk-size", "4MB"]);
     let work = tempfile::tempdir().expect("tempdir");
     let local = make_file(work.path(), "kept", 25_000_000);
     // Not a multiple of anything the vault reads or sends in.
@@ -464,7 +380,7 @@ fn a_commit_whose_answer_is_lost_still_reports_the_upload() {
             1_000_000,
         ),
     ] {
-        let (fake, vault) = setup(style, name, &extra);
+        let (fake, vault) = setup(style, name, &[], &extra);
         // The lost answer is the commit's 201 itself, not a 202 before it.
         fake.set_box_commit_202s(0);
         let work = tempfile::tempdir().expect("tempdir");
@@ -492,13 +408,13 @@ fn a_commit_whose_answer_is_lost_still_reports_the_upload() {
 /// that goes through an upload session with the default cutoff.
 #[test]
 fn a_box_file_just_over_50_mb_takes_an_upload_session() {
-    let (fake, vault) = setup(Style::Box, "box", &[]);
+    let (fake, vault) = setup(Style::Box, "box", &[], &[]);
     let work = tempfile::tempdir().expect("tempdir");
     let local = make_file(work.path(), "over", 50_100_000);
     ok(&vault, &["put", s(&local), "box:/over.bin"]);
     assert_eq!(fake.file_sha256("/over.bin"), Some(sha256_file(&local)));
     // A cutoff above Box's limit is capped to it, not obeyed.
-    let (fake, vault) = setup(Style::Box, "box", &["--upload-cutoff", "60MB"]);
+    let (fake, vault) = setup(Style::Box, "box", &[], &["--upload-cutoff", "60MB"]);
     ok(&vault, &["put", s(&local), "box:/over.bin"]);
     assert_eq!(fake.file_sha256("/over.bin"), Some(sha256_file(&local)));
 }
@@ -509,14 +425,8 @@ fn a_box_file_just_over_50_mb_takes_an_upload_session() {
 /// upload goes through, by one request or by a session.
 #[test]
 fn box_uploads_survive_ids_deleted_behind_the_vaults_back() {
-    let (fake, vault) = setup(Style::Box, "box", &["--upload-cutoff", "21MB"]);
-    let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
-    let out = vault.import("other", &fake, &blob(&at, Some(&rt), 3600), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (fake, vault) = setup(Style::Box, "box", &[], &["--upload-cutoff", "21MB"]);
+    import_connection(&vault, &fake, "other", &[]);
     let work = tempfile::tempdir().expect("tempdir");
     let small = make_file(work.path(), "small", 1000);
     let big = make_file(work.path(), "big", 25_000_000);
@@ -547,20 +457,11 @@ fn box_uploads_survive_ids_deleted_behind_the_vaults_back() {
 /// holding the parts, and commits nothing.
 #[test]
 fn a_client_that_hangs_up_after_its_body_leaves_no_box_session() {
-    use std::os::unix::net::UnixStream;
-    let (fake, vault) = setup(Style::Box, "box", &["--upload-cutoff", "21MB"]);
+    let (fake, vault) = setup(Style::Box, "box", &[], &["--upload-cutoff", "21MB"]);
     // Each 202 holds the commit back a second: long enough to hang up in.
     fake.set_box_commit_202s(30);
     let len = 25_000_000;
-    let mut stream = UnixStream::connect(&vault.socket).expect("connect");
-    let head = format!(
-        "PUT /v1/connections/box/content?path=/gone.bin HTTP/1.1\r\nHost: vault\r\nContent-Length: {len}\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).expect("head");
-    let chunk = vec![7u8; 1_000_000];
-    for _ in 0..len / chunk.len() {
-        stream.write_all(&chunk).expect("body");
-    }
+    let stream = partial_upload(&vault.socket, "box", "/gone.bin", len, len);
     assert_eq!(fake.open_upload_sessions(), 1);
     // Hung up with the whole body sent (some of it maybe still buffered).
     drop(stream);
@@ -583,14 +484,8 @@ fn a_client_that_hangs_up_after_its_body_leaves_no_box_session() {
 #[test]
 fn box_downloads_find_replaced_files_and_retry_the_download_server() {
     use sha1::{Digest, Sha1};
-    let (fake, vault) = setup(Style::Box, "box", &[]);
-    let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
-    let out = vault.import("other", &fake, &blob(&at, Some(&rt), 3600), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (fake, vault) = setup(Style::Box, "box", &[], &[]);
+    import_connection(&vault, &fake, "other", &[]);
     let work = tempfile::tempdir().expect("tempdir");
     let fetch = |wanted: &Path, what: &str| {
         let (status, head, body) = http_with_head(
