@@ -527,3 +527,59 @@ fn box_downloads_find_replaced_files_and_retry_the_download_server() {
         "the download server failed once"
     );
 }
+
+/// Box decides an upload session's part size; the vault cuts the file in
+/// parts of the size Box returned (the fake refuses any other), whatever
+/// it would have chosen itself.
+#[test]
+fn box_parts_are_the_size_the_session_says() {
+    let (fake, vault) = setup(Style::Box, "box", &[], &["--upload-cutoff", "21MB"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let local = make_file(work.path(), "odd", 25_000_000);
+    for part_size in [5 * 1024 * 1024, 12_345_679] {
+        fake.set_box_part_size(part_size);
+        ok(&vault, &["put", s(&local), "box:/odd.bin"]);
+        assert_eq!(
+            fake.file_sha256("/odd.bin"),
+            Some(sha256_file(&local)),
+            "{part_size}"
+        );
+    }
+}
+
+/// Box names match whatever their case, as in Box itself: a path written
+/// in another case reaches the same file and folder, and an upload to it
+/// makes a new version rather than a second file.
+#[test]
+fn box_paths_match_names_in_any_case() {
+    let (fake, vault) = setup(Style::Box, "box", &[], &[]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let one = make_file(work.path(), "one", 1000);
+    let two = make_file(work.path(), "two", 2000);
+    ok(&vault, &["put", s(&one), "box:/Reports/Q1.bin"]);
+    let back = work.path().join("back");
+    ok(&vault, &["get", "box:/reports/q1.BIN", s(&back)]);
+    assert_eq!(sha256_file(&back), sha256_file(&one));
+    let out = ok(&vault, &["put", s(&two), "box:/REPORTS/q1.bin"]);
+    assert!(out.contains("new version"), "{out}");
+    let q1s: Vec<String> = fake
+        .paths()
+        .into_iter()
+        .filter(|p| p.to_lowercase().contains("q1"))
+        .collect();
+    assert_eq!(q1s, ["/Reports/Q1.bin"], "one file, under its first name");
+    assert_eq!(fake.box_versions("/Reports/Q1.bin"), Some(2));
+    // A second connection has nothing cached: matching by listing, too;
+    // and a version sent by upload session keeps the name as well.
+    import_connection(&vault, &fake, "other", &["--upload-cutoff", "21MB"]);
+    ok(&vault, &["get", "other:/rEpOrTs/Q1.bin", s(&back)]);
+    assert_eq!(sha256_file(&back), sha256_file(&two));
+    let big = make_file(work.path(), "big", 25_000_000);
+    ok(&vault, &["put", s(&big), "other:/reports/Q1.BIN"]);
+    assert_eq!(fake.file_sha256("/Reports/Q1.bin"), Some(sha256_file(&big)));
+    assert_eq!(fake.box_versions("/Reports/Q1.bin"), Some(3));
+    assert!(fake
+        .paths()
+        .iter()
+        .all(|p| !p.contains("q1") && !p.contains("BIN")));
+}

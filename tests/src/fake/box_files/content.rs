@@ -373,7 +373,7 @@ fn upload_version_inner(
 }
 
 /// Renames file `n` if `name` differs, with Box's checks.
-fn rename_checked(tree: &mut Tree, n: NodeId, name: &str) -> Result<(), BoxError> {
+pub(super) fn rename_checked(tree: &mut Tree, n: NodeId, name: &str) -> Result<(), BoxError> {
     let Some(node) = tree.node(n) else {
         return Ok(());
     };

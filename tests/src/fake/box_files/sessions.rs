@@ -26,7 +26,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::content::{after_upload, storage_dir};
+use super::content::{after_upload, rename_checked, storage_dir};
 use super::errors::{
     check_auth, check_name, io_error, json_body, json_response, str_field, time_field, too_big,
     upload_conflict, BoxError, BoxResult,
@@ -452,7 +452,7 @@ pub(super) async fn commit(
         let mut st = lock(&shared);
         prepare_commit(&mut st, &sid, &headers, &body)
     };
-    let (parts, digest, modified) = match prepared {
+    let (parts, digest, modified, name) = match prepared {
         Ok(Some(p)) => p,
         Ok(None) => {
             return (StatusCode::ACCEPTED, [(header::RETRY_AFTER, "1")]).into_response();
@@ -474,10 +474,18 @@ pub(super) async fn commit(
         .into_response();
     }
     let mut st = lock(&shared);
-    finish_commit(&mut st, &sid, blob, modified).unwrap_or_else(IntoResponse::into_response)
+    finish_commit(&mut st, &sid, blob, modified, name.as_deref())
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
-type Prepared = (Vec<Arc<Blob>>, [u8; 20], Option<DateTime<Utc>>);
+/// A commit's parts, whole-file SHA-1, `content_modified_at`, and the new
+/// name a version's attributes give (Box renames the file to it).
+type Prepared = (
+    Vec<Arc<Blob>>,
+    [u8; 20],
+    Option<DateTime<Utc>>,
+    Option<String>,
+);
 
 /// Checks a commit; `None` when it must be answered 202 (processing).
 fn prepare_commit(
@@ -505,11 +513,14 @@ fn prepare_commit(
     let Some(Value::Array(listed)) = map.get("parts") else {
         return Err(BoxError::bad_request("'parts' must be an array").into_response());
     };
-    let modified = match map.get("attributes") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(attributes)) => {
-            time_field(attributes, "content_modified_at").map_err(IntoResponse::into_response)?
-        }
+    let (modified, name) = match map.get("attributes") {
+        None | Some(Value::Null) => (None, None),
+        Some(Value::Object(attributes)) => (
+            time_field(attributes, "content_modified_at").map_err(IntoResponse::into_response)?,
+            str_field(attributes, "name")
+                .map_err(IntoResponse::into_response)?
+                .map(str::to_string),
+        ),
         Some(_) => {
             return Err(BoxError::bad_request("'attributes' must be an object").into_response())
         }
@@ -520,7 +531,7 @@ fn prepare_commit(
         return Ok(None);
     }
     let parts = session.parts.values().map(|p| p.blob.clone()).collect();
-    Ok(Some((parts, digest, modified)))
+    Ok(Some((parts, digest, modified, name)))
 }
 
 fn finish_commit(
@@ -528,6 +539,7 @@ fn finish_commit(
     sid: &str,
     blob: Blob,
     modified: Option<DateTime<Utc>>,
+    new_name: Option<&str>,
 ) -> BoxResult {
     let session = st
         .files
@@ -550,8 +562,12 @@ fn finish_commit(
             if tree.node(*file).and_then(|n| n.file()).is_none() {
                 Err(BoxError::not_found("file", "(session target)"))
             } else {
-                tree.replace(*file, Arc::new(blob), modified);
-                Ok(*file)
+                new_name
+                    .map_or(Ok(()), |name| rename_checked(tree, *file, name))
+                    .map(|()| {
+                        tree.replace(*file, Arc::new(blob), modified);
+                        *file
+                    })
             }
         }
     };

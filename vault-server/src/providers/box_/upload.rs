@@ -41,8 +41,10 @@ impl BoxFiles {
                 Some(id) => format!("{}/files/{id}/content", self.upload),
                 None => format!("{}/files/content", self.upload),
             };
+            // A new version keeps the file's name: the path may spell it in
+            // another case, and Box would rename the file to that.
             let attributes = match &target {
-                Some(_) => json!({"name": name}),
+                Some(_) => json!({}),
                 None => json!({"name": name, "parent": {"id": parent_id}}),
             }
             .to_string();
@@ -230,8 +232,9 @@ impl BoxFiles {
         }
         let whole = digests.finish();
         let digest = format!("sha={}", STANDARD.encode(whole));
+        // As in a simple upload, a new version keeps the file's name.
         let attributes = if new_version {
-            json!({"name": name})
+            json!({})
         } else {
             json!({"name": name, "parent": {"id": parent_id}})
         };
