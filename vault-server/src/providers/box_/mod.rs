@@ -15,7 +15,7 @@ mod paths;
 mod upload;
 
 use super::call::Caller;
-use super::{account, Download, FileApi, ProviderCallError};
+use super::{account, read_body, Download, FileApi, ProviderCallError};
 use crate::http::HttpClient;
 use crate::transfer::hash::Sha1Digest;
 use crate::transfer::path::RemotePath;
@@ -123,6 +123,18 @@ pub struct BoxFiles {
     pub cache: BoxCache,
     /// Files above this many bytes go through upload sessions.
     pub upload_cutoff: u64,
+}
+
+impl BoxFiles {
+    /// POSTs `body` as JSON to `url`; the answer's status and body, read.
+    async fn post_json(&self, url: &str, body: &Value) -> Result<(u16, Vec<u8>), TransferError> {
+        let response = self
+            .caller
+            .send(|http, token| Ok(http.post(url).bearer_auth(token.expose()).json(body)))
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, read_body(response).await?))
+    }
 }
 
 /// Maps a Box item's JSON to an entry.

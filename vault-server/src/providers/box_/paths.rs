@@ -144,12 +144,7 @@ impl BoxFiles {
     ) -> Result<(Item, bool), TransferError> {
         let url = format!("{}/folders", self.api);
         let body = json!({"name": name, "parent": {"id": parent_id}});
-        let response = self
-            .caller
-            .send(|http, token| Ok(http.post(&url).bearer_auth(token.expose()).json(&body)))
-            .await?;
-        let status = response.status().as_u16();
-        let bytes = read_body(response).await?;
+        let (status, bytes) = self.post_json(&url, &body).await?;
         match status {
             200 | 201 => {
                 let v: Value = serde_json::from_slice(&bytes).map_err(|_| {

@@ -122,12 +122,7 @@ impl BoxFiles {
                 json!({"folder_id": parent_id, "file_size": total, "file_name": name}),
             ),
         };
-        let response = self
-            .caller
-            .send(|http, token| Ok(http.post(&url).bearer_auth(token.expose()).json(&body)))
-            .await?;
-        let status = response.status().as_u16();
-        let bytes = read_body(response).await?;
+        let (status, bytes) = self.post_json(&url, &body).await?;
         if status == 409 && existing.is_none() {
             if let Some(item) = conflict_item(&bytes).filter(|i| i.kind == EntryKind::File) {
                 return Box::pin(self.chunked_upload(
