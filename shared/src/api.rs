@@ -203,6 +203,35 @@ pub struct DeleteResult {
 
 /// Response header of a download: the provider's hash of the content.
 pub const HASH_HEADER: &str = "x-token-vault-hash";
+/// Response header of a download: which hash [`HASH_HEADER`] is, as
+/// [`HashKind::as_str`] spells it, so a client can check the bytes.
+pub const HASH_KIND_HEADER: &str = "x-token-vault-hash-kind";
+
+/// The hash a provider keeps of a file's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKind {
+    /// Box: the SHA-1 of the content.
+    Sha1,
+    /// Dropbox's `content_hash`: SHA-256 over the SHA-256 of each 4 MiB block.
+    DropboxContentHash,
+}
+
+impl HashKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashKind::Sha1 => "sha1",
+            HashKind::DropboxContentHash => "dropbox-content-hash",
+        }
+    }
+
+    /// The kind [`HashKind::as_str`] spells `s`; `None` for one this
+    /// version does not know (a newer daemon's), which goes unchecked.
+    pub fn parse(s: &str) -> Option<HashKind> {
+        [HashKind::Sha1, HashKind::DropboxContentHash]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
 
 /// Checks a connection name: 1–64 of `A-Z a-z 0-9 . _ -`, not starting
 /// with `.` or `-`. Names become file names and URL path segments.

@@ -583,3 +583,42 @@ fn box_paths_match_names_in_any_case() {
         .iter()
         .all(|p| !p.contains("q1") && !p.contains("BIN")));
 }
+
+/// `get` checks what arrived against the provider's hash (Box's SHA-1,
+/// Dropbox's `content_hash`): a download damaged on its way fails, says
+/// so, and saves nothing; to stdout it fails too, after the fact.
+#[test]
+fn a_damaged_download_is_caught_by_the_providers_hash() {
+    for (style, name, download) in [
+        (Style::Box, "box", "/dl/"),
+        (Style::Dropbox, "dbx", "files/download"),
+    ] {
+        let (fake, vault) = setup(style, name, &[], &[]);
+        let work = tempfile::tempdir().expect("tempdir");
+        let local = make_file(work.path(), "f", 100_000);
+        let remote = format!("{name}:/f.bin");
+        ok(&vault, &["put", s(&local), &remote]);
+        let back = work.path().join("back");
+
+        fake.inject_api_fault(download, ApiFault::DamagedBody);
+        let err = fails(&vault, &["get", &remote, s(&back)]);
+        assert!(
+            err.contains("damaged") && err.contains("run it again"),
+            "{name}: {err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(work.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["f"], "{name}: nothing saved, no temp file left");
+
+        fake.inject_api_fault(download, ApiFault::DamagedBody);
+        let out = vault.cli(&["get", &remote, "-"]);
+        assert!(!out.status.success(), "{name}: a damaged `get -` succeeded");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"));
+        assert_eq!(fake.pending_api_faults(), 0, "{name}");
+
+        ok(&vault, &["get", &remote, s(&back)]);
+        assert_eq!(sha256_file(&back), sha256_file(&local), "{name}");
+    }
+}

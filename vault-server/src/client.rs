@@ -8,6 +8,7 @@
 //! percent-encoded by [`connection_path`], [`transfer_path`] and
 //! [`encode_component`].
 
+use crate::transfer::hash::{ContentHasher, Observer};
 use futures_util::StreamExt;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
@@ -19,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use indicatif::ProgressBar;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use shared::api::{ErrorBody, API_PREFIX, HASH_HEADER};
+use shared::api::{ErrorBody, HashKind, API_PREFIX, HASH_HEADER, HASH_KIND_HEADER};
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -318,11 +319,20 @@ impl VaultClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
             .filter(|h| !h.is_empty());
+        let kind = headers
+            .get(HASH_KIND_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(HashKind::parse);
+        let check = hash
+            .clone()
+            .zip(kind)
+            .map(|(hash, kind)| (hash, ContentHasher::new(kind)));
         Ok(Download {
             what: format!("{method} {path}"),
             status,
             content_length,
             hash,
+            check,
             received: 0,
             stall: self.timeout,
             body: response.into_body(),
@@ -449,6 +459,9 @@ pub struct Download {
     pub content_length: Option<u64>,
     /// The provider's hash of the content (`x-token-vault-hash`), if given.
     pub hash: Option<String>,
+    /// The provider's hash and the running hash of what arrived, when the
+    /// daemon said which hash it is: checked at the end of the body.
+    check: Option<(String, ContentHasher)>,
     received: u64,
     stall: Duration,
     body: Incoming,
@@ -485,6 +498,9 @@ impl Download {
                             )));
                         }
                         if !data.is_empty() {
+                            if let Some((_, hasher)) = &mut self.check {
+                                hasher.observe(&data);
+                            }
                             return Ok(Some(data));
                         }
                     }
@@ -504,11 +520,27 @@ impl Download {
                             self.what,
                             self.progress_text()
                         ))),
-                        _ => Ok(None),
+                        _ => self.check_content().map(|()| None),
                     };
                 }
             }
         }
+    }
+
+    /// At the end of the body: the bytes that arrived must have the
+    /// provider's hash (once; a body read past its end is not checked again).
+    fn check_content(&mut self) -> Result<(), ClientError> {
+        let Some((expected, hasher)) = self.check.take() else {
+            return Ok(());
+        };
+        let got = hasher.finish();
+        if got.eq_ignore_ascii_case(&expected) {
+            return Ok(());
+        }
+        Err(ClientError::Protocol(format!(
+            "the download {} is damaged: the {} bytes that arrived hash to {got}, but the provider's hash of the file is {expected}; run it again",
+            self.what, self.received
+        )))
     }
 
     /// How many bytes have arrived so far.

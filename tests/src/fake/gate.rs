@@ -11,6 +11,7 @@ use axum::extract::{Request, State as AxumState};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
 use serde_json::json;
 
 use super::api::{box_unauthorized, dropbox_auth_error};
@@ -58,6 +59,20 @@ pub(super) async fn gate(
             request.extensions_mut().insert(EmptyPage);
             next.run(request).await
         }
+        Some(ApiFault::DamagedBody) => {
+            let (parts, body) = next.run(request).await.into_parts();
+            let mut first = true;
+            let damaged = body.into_data_stream().map_ok(move |mut chunk| {
+                if first && !chunk.is_empty() {
+                    first = false;
+                    let mut bytes = chunk.to_vec();
+                    bytes[0] ^= 0xff;
+                    chunk = bytes.into();
+                }
+                chunk
+            });
+            Response::from_parts(parts, Body::from_stream(damaged))
+        }
         Some(fault) => {
             reject(
                 request.into_body(),
@@ -95,10 +110,12 @@ async fn handled_then_lost(
 /// The provider's real answer for an injected fault.
 fn fault_response(style: Style, fault: ApiFault, request_id: &str) -> Response {
     match fault {
-        // (`gate` hands EmptyPage to the listing handler: it never gets here.)
+        // (`gate` hands EmptyPage to the listing handler and damages a
+        // DamagedBody answer itself: they never get here.)
         ApiFault::ServerError
         | ApiFault::LostAnswer
         | ApiFault::KeptPrefix { .. }
+        | ApiFault::DamagedBody
         | ApiFault::EmptyPage => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/html")],

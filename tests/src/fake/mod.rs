@@ -183,6 +183,11 @@ pub enum ApiFault {
     /// the empty page for the end of the listing misses every entry.
     /// Other requests are handled as usual (the fault is used up).
     EmptyPage,
+    /// The request is handled as usual, but the first byte of the answer's
+    /// body arrives changed (its bits flipped), the length the same: content
+    /// damaged on its way, by a broken proxy or disk. Only a client that
+    /// checks the provider's hash notices.
+    DamagedBody,
 }
 
 /// A snapshot of what the fake has seen, from [`FakeProvider::counters`].

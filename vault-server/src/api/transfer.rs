@@ -20,7 +20,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::TryStreamExt;
-use shared::api::HASH_HEADER;
+use shared::api::{HASH_HEADER, HASH_KIND_HEADER};
 
 type Caller = ConnectInfo<Peer>;
 
@@ -158,8 +158,11 @@ pub async fn download(
     if let Some(len) = download.size {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
-    if let Some(hash) = download.hash.and_then(|h| HeaderValue::from_str(&h).ok()) {
-        headers.insert(HASH_HEADER, hash);
+    if let Some((kind, hash)) = download.hash {
+        if let Ok(hash) = HeaderValue::from_str(&hash) {
+            headers.insert(HASH_HEADER, hash);
+            headers.insert(HASH_KIND_HEADER, HeaderValue::from_static(kind.as_str()));
+        }
     }
     Ok(response)
 }

@@ -22,7 +22,7 @@ use crate::transfer::{ConflictKind, TransferError};
 use chrono::{DateTime, Utc};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
-use shared::api::{Entry, EntryKind, WhoAmI};
+use shared::api::{Entry, EntryKind, HashKind, WhoAmI};
 use shared::Secret;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -430,9 +430,8 @@ impl FileApi for DropboxFiles {
                 .and_then(|m| m.get("size").and_then(Value::as_u64))
                 .or(response.content_length()),
             hash: meta.and_then(|m| {
-                m.get("content_hash")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
+                let hash = m.get("content_hash")?.as_str()?;
+                Some((HashKind::DropboxContentHash, hash.to_string()))
             }),
             response,
         })
@@ -614,7 +613,10 @@ mod tests {
         let path = RemotePath::new(None, "/f.bin").expect("a path");
         let download = files.download(&path).await.expect("download");
         assert_eq!(download.size, Some(9));
-        assert_eq!(download.hash.as_deref(), Some("h"));
+        assert_eq!(
+            download.hash,
+            Some((HashKind::DropboxContentHash, "h".to_string()))
+        );
         let mut response = download.response;
         let first = response.chunk().await.expect("a chunk");
         assert_eq!(first.as_deref(), Some(&b"first"[..]));

@@ -28,7 +28,7 @@ use crate::record::Record;
 use crate::transfer::path::RemotePath;
 use crate::transfer::spool::Incoming;
 use crate::transfer::TransferError;
-use shared::api::{Entry, WhoAmI};
+use shared::api::{Entry, HashKind, WhoAmI};
 use shared::{Provider, ProviderKind, Secret};
 use std::path::Path;
 
@@ -77,8 +77,9 @@ fn api_base(provider: &Provider) -> Result<&str, ProviderCallError> {
 /// A download in progress: the provider's streaming answer.
 pub struct Download {
     pub size: Option<u64>,
-    /// Box SHA-1 hex, Dropbox `content_hash`.
-    pub hash: Option<String>,
+    /// The provider's hash of the content, hex (Box SHA-1, Dropbox
+    /// `content_hash`), and which it is.
+    pub hash: Option<(HashKind, String)>,
     pub response: reqwest::Response,
 }
 

@@ -1,6 +1,7 @@
 //! The digests each provider wants of an upload, computed as its bytes
 //! stream past on their way to the spool (see [`Observer`]), so the vault
-//! never reads an upload twice to hash it.
+//! never reads an upload twice to hash it; and the same hashes of a
+//! download, which `token-vault get` checks ([`ContentHasher`]).
 //!
 //! Invariant: every byte the client sends reaches the observer of its
 //! upload exactly once, in order; a part's digest covers exactly the bytes
@@ -15,6 +16,7 @@
 
 use ring::digest;
 use sha1::{Digest as _, Sha1};
+use shared::api::HashKind;
 
 /// Sees every byte of an upload, in order, as it arrives.
 pub trait Observer {
@@ -115,6 +117,48 @@ impl Observer for DropboxHasher {
     }
 }
 
+/// The running hash of a download, of the kind its provider keeps, to
+/// check the bytes that arrived against the provider's.
+pub enum ContentHasher {
+    Sha1(Sha1),
+    Dropbox(Box<DropboxHasher>),
+}
+
+impl ContentHasher {
+    pub fn new(kind: HashKind) -> ContentHasher {
+        match kind {
+            HashKind::Sha1 => ContentHasher::Sha1(Sha1::new()),
+            HashKind::DropboxContentHash => ContentHasher::Dropbox(Box::default()),
+        }
+    }
+
+    /// The hash of every byte seen, hex, as the provider writes it.
+    pub fn finish(self) -> String {
+        match self {
+            ContentHasher::Sha1(sha1) => hex(&sha1.finalize()),
+            ContentHasher::Dropbox(dropbox) => dropbox.finish(),
+        }
+    }
+}
+
+impl Observer for ContentHasher {
+    fn observe(&mut self, bytes: &[u8]) {
+        match self {
+            ContentHasher::Sha1(sha1) => sha1.update(bytes),
+            ContentHasher::Dropbox(dropbox) => dropbox.observe(bytes),
+        }
+    }
+}
+
+impl std::fmt::Debug for ContentHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ContentHasher::Sha1(_) => "ContentHasher::Sha1",
+            ContentHasher::Dropbox(_) => "ContentHasher::Dropbox",
+        })
+    }
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -154,6 +198,16 @@ mod tests {
         assert_eq!(part_a.to_vec(), ring_sha1(a));
         assert_eq!(part_b.to_vec(), ring_sha1(b));
         assert_eq!(d.finish().to_vec(), ring_sha1(&data));
+    }
+
+    #[test]
+    fn a_content_hasher_is_the_providers_hash() {
+        let mut sha1 = ContentHasher::new(HashKind::Sha1);
+        sha1.observe(b"a");
+        sha1.observe(b"bc");
+        assert_eq!(sha1.finish(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        let dropbox = ContentHasher::new(HashKind::DropboxContentHash);
+        assert_eq!(dropbox.finish(), DropboxHasher::new().finish());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::transfer::TransferError;
 use reqwest::header::LOCATION;
 use serde_json::Value;
 use std::time::Duration;
+use shared::api::HashKind;
 
 /// Tries of a download's redirect target (Box's download servers) before
 /// giving up; each try asks `/content` for a fresh URL, after a pause.
@@ -81,7 +82,7 @@ impl BoxFiles {
             };
             return Ok(Download {
                 size: content.content_length(),
-                hash: sha1,
+                hash: sha1.map(|h| (HashKind::Sha1, h)),
                 response: hold_until_body_ends(content, slot),
             });
         }
