@@ -13,8 +13,8 @@ use crate::providers::{read_body, status_error, Download, ProviderCallError};
 use crate::transfer::TransferError;
 use reqwest::header::LOCATION;
 use serde_json::Value;
-use std::time::Duration;
 use shared::api::HashKind;
+use std::time::Duration;
 
 /// Tries of a download's redirect target (Box's download servers) before
 /// giving up; each try asks `/content` for a fresh URL, after a pause.
