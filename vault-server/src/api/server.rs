@@ -41,6 +41,17 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// at most this much before its request is routed.
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
+/// The send buffer asked for on each client's connection. Linux's default
+/// (`net.core.wmem_default`, 208 KiB) lets the daemon hand a relayed
+/// download to the socket about 200 KiB at a time, so it and the client
+/// take turns (a wakeup each) several times per megabyte. With 1 MiB, in
+/// runs paired with the default on 2 cores, downloads through the vault
+/// went from 0.69-0.82 of the direct route's speed to 0.79-0.93; 4 MiB was
+/// no better (README, Performance). The kernel caps it at
+/// `net.core.wmem_max`, and the memory is the kernel's, taken only while a
+/// client reads slower than its download arrives.
+const CLIENT_SEND_BUFFER: usize = 1 << 20;
+
 /// The pause after a failed accept (out of fds, say) before the next try,
 /// so the loop does not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -73,6 +84,7 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
             () = &mut shutdown => break,
         };
         let peer = Peer::of(&stream);
+        widen_send_buffer(&stream);
         let app = app.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -104,4 +116,38 @@ pub async fn serve(listener: UnixListener, app: Router, shutdown: impl Future<Ou
     drop(stop_rx);
     let _ = stop_tx.send(());
     stop_tx.closed().await;
+}
+
+/// Asks for [`CLIENT_SEND_BUFFER`] on a client's connection; a refusal
+/// only costs speed.
+fn widen_send_buffer(stream: &tokio::net::UnixStream) {
+    use nix::sys::socket::{setsockopt, sockopt::SndBuf};
+    if let Err(e) = setsockopt(stream, SndBuf, &CLIENT_SEND_BUFFER) {
+        tracing::debug!(error = %e, "cannot widen a client connection's send buffer");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{getsockopt, sockopt::SndBuf};
+
+    #[tokio::test]
+    async fn a_client_connection_gets_the_wider_send_buffer() {
+        let (ours, _theirs) = tokio::net::UnixStream::pair().expect("a socket pair");
+        let before = getsockopt(&ours, SndBuf).expect("SO_SNDBUF");
+        widen_send_buffer(&ours);
+        let after = getsockopt(&ours, SndBuf).expect("SO_SNDBUF");
+        // Linux doubles what it is asked (for its bookkeeping), up to twice
+        // net.core.wmem_max.
+        let ceiling = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(usize::MAX / 2);
+        let wanted = (2 * CLIENT_SEND_BUFFER).min(2 * ceiling);
+        assert!(
+            after >= wanted.max(before),
+            "{before} -> {after}, wanted {wanted}"
+        );
+    }
 }
