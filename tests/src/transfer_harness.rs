@@ -1,6 +1,7 @@
-//! Helpers shared by the end-to-end transfer tests (`tests/transfers.rs`,
-//! `tests/provider_busy.rs`, `tests/transfer_limits.rs`): a fake provider
-//! and a vault with a connection imported for it, CLI commands that must
+//! Helpers shared by the end-to-end tests (`tests/transfers.rs`,
+//! `tests/provider_busy.rs`, `tests/transfer_limits.rs`, `tests/vault.rs`,
+//! `tests/hostile.rs` and others): a fake provider, and a vault with a
+//! connection imported for it, CLI commands that must
 //! succeed or fail, deterministic local files and their hashes, a raw upload
 //! that sends only part of its body, and polling with a deadline.
 //!
@@ -35,22 +36,47 @@ pub fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
 /// A fake provider of `style` with the test client registered, and a vault
 /// started with the `serve` flags besides [`Vault::start`]'s own.
 pub fn start(style: Style, serve: &[&str]) -> (FakeProvider, Vault) {
-    let fake = FakeProvider::start(style);
-    fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
+    let fake = fake(style);
     let vault = Vault::start(serve);
     (fake, vault)
 }
 
+/// A fake provider of `style` with the test client registered.
+pub fn fake(style: Style) -> FakeProvider {
+    let fake = FakeProvider::start(style);
+    fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
+    fake
+}
+
 /// Imports connection `name` into `vault` with fresh tokens from `fake` and
 /// the `import` flags besides [`Vault::import`]'s own; asserts it succeeded.
-pub fn import_connection(vault: &Vault, fake: &FakeProvider, name: &str, import: &[&str]) {
+/// The access token imported.
+pub fn import_connection(
+    vault: &Vault,
+    fake: &FakeProvider,
+    name: &str,
+    import: &[&str],
+) -> String {
+    import_expiring(vault, fake, name, 3600, import)
+}
+
+/// [`import_connection`], with the pasted blob saying the access token
+/// expires in `expires_in` seconds (already expired if negative).
+pub fn import_expiring(
+    vault: &Vault,
+    fake: &FakeProvider,
+    name: &str,
+    expires_in: i64,
+    import: &[&str],
+) -> String {
     let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
-    let out = vault.import(name, fake, &blob(&at, Some(&rt), 3600), import);
+    let out = vault.import(name, fake, &blob(&at, Some(&rt), expires_in), import);
     assert!(
         out.status.success(),
         "import {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    at
 }
 
 /// A fake provider and a vault (given the `serve` flags) with connection

@@ -13,7 +13,8 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tests::fake::{FakeProvider, Style};
-use tests::vault_harness::{blob, Vault, CLIENT_ID, CLIENT_SECRET};
+use tests::transfer_harness::{eventually, import_connection, partial_upload, start};
+use tests::vault_harness::Vault;
 
 /// The bound on a normal client's token latency while others misbehave.
 const TOKEN_LATENCY_BOUND: Duration = Duration::from_millis(50);
@@ -34,27 +35,11 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 /// A fake of `style` and a vault with connection `name` imported for it;
 /// the access token the vault serves.
 fn setup(style: Style, name: &str, extra: &[&str]) -> (FakeProvider, Vault, String) {
-    let fake = FakeProvider::start(style);
-    fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
-    let vault = Vault::start(&[]);
-    let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
-    let out = vault.import(name, &fake, &blob(&at, Some(&rt), 3600), extra);
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (fake, vault) = start(style, &[]);
+    let at = import_connection(&vault, &fake, name, extra);
     (fake, vault, at)
 }
 
@@ -365,24 +350,6 @@ fn invalid_utf8_and_nul_in_paths_get_400() {
     assert_eq!(vault.token("box"), at);
 }
 
-/// Starts `request` (a head and `body_bytes` of a body that is longer)
-/// and returns the stream, so the caller can hang up mid-way.
-fn start_upload(socket: &Path, name: &str, declared: usize, send: usize) -> UnixStream {
-    let mut stream = UnixStream::connect(socket).expect("connect");
-    let head = format!(
-        "PUT /v1/connections/{name}/content?path=/partial.bin HTTP/1.1\r\nHost: vault\r\nContent-Length: {declared}\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).expect("head");
-    let chunk = vec![7u8; 1 << 20];
-    let mut sent = 0;
-    while sent < send {
-        let n = chunk.len().min(send - sent);
-        stream.write_all(&chunk[..n]).expect("body");
-        sent += n;
-    }
-    stream
-}
-
 #[test]
 fn clients_that_vanish_mid_transfer_leave_no_session_fd_or_memory() {
     let _serial = serial();
@@ -439,7 +406,7 @@ fn clients_that_vanish_mid_transfer_leave_no_session_fd_or_memory() {
 
         // Mid-upload: declare 60 MB, send half, hang up once a provider
         // session is open for it.
-        let stream = start_upload(&vault.socket, name, BIG, BIG / 2);
+        let stream = partial_upload(&vault.socket, name, "/partial.bin", BIG, BIG / 2);
         eventually(30, "an upload session to open", || {
             fake.open_upload_sessions() > 0
         });

@@ -2,33 +2,10 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use tests::fake::{FakeProvider, Fault, Style};
-use tests::vault_harness::{blob, http, Vault, CLIENT_ID, CLIENT_SECRET};
-
-fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-fn fake(style: Style) -> FakeProvider {
-    let fake = FakeProvider::start(style);
-    fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
-    fake
-}
-
-fn import(vault: &Vault, fake: &FakeProvider, name: &str, expires_in: i64) {
-    let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
-    let out = vault.import(name, fake, &blob(&at, Some(&rt), expires_in), &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use std::time::Duration;
+use tests::fake::{Fault, Style};
+use tests::transfer_harness::{eventually, fake, import_connection, import_expiring};
+use tests::vault_harness::{http, Vault, CLIENT_SECRET};
 
 /// The environment a hook saw for `connection`/`event`, once it ran.
 fn hook_env(dir: &Path, connection: &str, event: &str) -> String {
@@ -58,7 +35,7 @@ fn every_event_runs_the_hook_with_its_variables_and_no_secret() {
         "1s",
     ]);
     // imported, then refreshed.
-    import(&vault, &dbx, "a", 3600);
+    import_connection(&vault, &dbx, "a", &[]);
     let env = hook_env(hooks.path(), "a", "imported");
     assert!(
         env.contains("TOKEN_VAULT_EVENT=imported") && env.contains("TOKEN_VAULT_CONNECTION=a"),
@@ -68,7 +45,7 @@ fn every_event_runs_the_hook_with_its_variables_and_no_secret() {
     assert!(vault.cli(&["refresh", "a"]).status.success());
     hook_env(hooks.path(), "a", "refreshed");
     // needs-reauth: the provider refuses the grant.
-    import(&vault, &dbx, "d", 3600);
+    import_connection(&vault, &dbx, "d", &[]);
     dbx.inject_token_fault(Fault::InvalidGrant);
     assert!(!vault.cli(&["refresh", "d"]).status.success());
     let env = hook_env(hooks.path(), "d", "needs-reauth");
@@ -80,7 +57,7 @@ fn every_event_runs_the_hook_with_its_variables_and_no_secret() {
     for _ in 0..30 {
         boxf.inject_token_fault(Fault::ServerError);
     }
-    import(&vault, &boxf, "b", 8);
+    import_expiring(&vault, &boxf, "b", 8, &[]);
     let env = hook_env(hooks.path(), "b", "refresh-failing");
     assert!(
         env.contains("2 consecutive failures") && env.contains("HTTP 500"),
@@ -92,7 +69,7 @@ fn every_event_runs_the_hook_with_its_variables_and_no_secret() {
     assert!(vault.cli(&["remove", "a"]).status.success());
     hook_env(hooks.path(), "a", "removed");
     // corrupt: tamper with a record while the daemon is down.
-    import(&vault, &dbx, "e", 3600);
+    import_connection(&vault, &dbx, "e", &[]);
     vault.stop();
     let file = vault.state_dir.join("connections").join("e.tvr");
     let mut bytes = std::fs::read(&file).expect("record");
@@ -148,7 +125,7 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 fn metrics_parse_and_move() {
     let fake = fake(Style::Box);
     let vault = Vault::start(&[]);
-    import(&vault, &fake, "box", 3600);
+    import_connection(&vault, &fake, "box", &[]);
     let before = scrape(&vault);
     let tokens_before = value(
         &before,

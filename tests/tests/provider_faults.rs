@@ -6,21 +6,13 @@
 //! and leave the daemon serving; once the provider recovers, the next
 //! refresh succeeds without breaking the rotation chain.
 
-use std::time::{Duration, Instant};
 use tests::fake::{FakeProvider, Fault, Style};
-use tests::vault_harness::{blob, http, Vault, CLIENT_ID, CLIENT_SECRET};
+use tests::transfer_harness::{eventually, start};
+use tests::vault_harness::{blob, http, CLIENT_ID};
 
 /// Copies of a fault queued per case: more than the daemon's retries
 /// (100 ms to 1 s apart in tests) can use up while the test looks.
 const FAULT_SUPPLY: usize = 100;
-
-fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
 
 /// The refresh token the last token request presented.
 fn presented(fake: &FakeProvider) -> String {
@@ -34,9 +26,7 @@ fn presented(fake: &FakeProvider) -> String {
 
 #[test]
 fn broken_token_answers_are_clear_errors_and_lose_no_token() {
-    let fake = FakeProvider::start(Style::Box);
-    fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
-    let vault = Vault::start(&[]);
+    let (fake, vault) = start(Style::Box, &[]);
     let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
     let out = vault.import("box", &fake, &blob(&at, Some(&rt), 3600), &[]);
     assert!(

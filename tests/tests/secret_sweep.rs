@@ -12,69 +12,13 @@
 //! 429s mid-upload; errors of every kind; remove with revoke; a clean stop.
 //! `SWEEP_KEEP_LOG=FILE` keeps the daemon's trace log for a look.
 
-use std::io::Write;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tests::authorize_harness::{self, Setup};
-use tests::fake::{ApiFault, FakeProvider, Fault, Style};
+use tests::fake::{ApiFault, Fault, Style};
+use tests::transfer_harness::{
+    eventually, fails, fake, import_connection, import_expiring, make_file, ok, s,
+};
 use tests::vault_harness::{blob, endpoint_flags, http, Vault, CLIENT_ID, CLIENT_SECRET};
-
-fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-fn fake(style: Style) -> FakeProvider {
-    let fake = FakeProvider::start(style);
-    fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
-    fake
-}
-
-fn ok(vault: &Vault, args: &[&str]) -> Vec<u8> {
-    let out = vault.cli(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn fails(vault: &Vault, args: &[&str]) {
-    let out = vault.cli(args);
-    assert!(!out.status.success(), "{args:?} should have failed");
-}
-
-fn import(vault: &Vault, fake: &FakeProvider, name: &str, expires_in: i64, extra: &[&str]) {
-    let (at, rt) = fake.seed_tokens(CLIENT_ID, 3600);
-    let out = vault.import(name, fake, &blob(&at, Some(&rt), expires_in), extra);
-    assert!(
-        out.status.success(),
-        "import {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Deterministic bytes, written to a file.
-fn make_file(dir: &Path, name: &str, len: usize) -> String {
-    let path = dir.join(name);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len as u64;
-    let bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::File::create(&path)
-        .and_then(|mut f| f.write_all(&bytes))
-        .expect("write");
-    path.to_str().expect("utf-8").to_string()
-}
 
 /// `oauth-authorize dropbox` against its own fake, the blob pasted into
 /// the vault as `authorized`; the authorize run's stderr.
@@ -119,8 +63,8 @@ fn no_secret_reaches_any_log_or_message_even_at_trace_level() {
     let authorize_stderr = authorize_and_paste(&vault, &setup);
 
     // Import, token, forced refresh, who-am-I, on both providers.
-    import(&vault, &bx, "b", 3600, &[]);
-    import(&vault, &dbx, "d", 3600, &[]);
+    import_connection(&vault, &bx, "b", &[]);
+    import_connection(&vault, &dbx, "d", &[]);
     for name in ["b", "d"] {
         ok(&vault, &["token", name]);
         ok(&vault, &["token", name, "--json"]);
@@ -134,7 +78,7 @@ fn no_secret_reaches_any_log_or_message_even_at_trace_level() {
     ok(&vault, &["list", "--json"]);
 
     // A refresh storm on an expired Box token.
-    import(&vault, &bx, "storm", -60, &[]);
+    import_expiring(&vault, &bx, "storm", -60, &[]);
     bx.set_token_delay(Duration::from_millis(300));
     let storm: Vec<_> = (0..32)
         .map(|_| {
@@ -187,13 +131,11 @@ fn no_secret_reaches_any_log_or_message_even_at_trace_level() {
     }
 
     // Transfers: small ones on both providers.
-    let small = make_file(work.path(), "small", 100_000);
+    let small_file = make_file(work.path(), "small", 100_000);
+    let small = s(&small_file);
     for name in ["b", "d"] {
         ok(&vault, &["mkdir", &format!("{name}:/sweep/dir")]);
-        ok(
-            &vault,
-            &["put", &small, &format!("{name}:/sweep/small.bin")],
-        );
+        ok(&vault, &["put", small, &format!("{name}:/sweep/small.bin")]);
         ok(&vault, &["ls", &format!("{name}:/sweep")]);
         ok(&vault, &["get", &format!("{name}:/sweep/small.bin"), "-"]);
         let back = work.path().join(format!("back-{name}"));
@@ -208,9 +150,10 @@ fn no_secret_reaches_any_log_or_message_even_at_trace_level() {
         ok(&vault, &["rm", &format!("{name}:/sweep/small.bin")]);
     }
     // Chunked ones, with a 401 and a 429 in the middle.
-    import(&vault, &bx, "bc", 3600, &["--upload-cutoff", "21MB"]);
-    import(&vault, &dbx, "dc", 3600, &["--chunk-size", "4MiB"]);
-    let big = make_file(work.path(), "big", 25_000_000);
+    import_connection(&vault, &bx, "bc", &["--upload-cutoff", "21MB"]);
+    import_connection(&vault, &dbx, "dc", &["--chunk-size", "4MiB"]);
+    let big_file = make_file(work.path(), "big", 25_000_000);
+    let big = s(&big_file);
     for (name, part) in [("bc", "upload_sessions/"), ("dc", "append_v2")] {
         dbx.inject_api_fault(part, ApiFault::Unauthorized);
         bx.inject_api_fault(part, ApiFault::Unauthorized);
@@ -226,7 +169,7 @@ fn no_secret_reaches_any_log_or_message_even_at_trace_level() {
                 retry_after_secs: 1,
             },
         );
-        ok(&vault, &["put", &big, &format!("{name}:/big.bin")]);
+        ok(&vault, &["put", big, &format!("{name}:/big.bin")]);
         ok(&vault, &["get", &format!("{name}:/big.bin"), "-"]);
     }
     // A download that meets a 401 and a 500.

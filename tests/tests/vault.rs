@@ -4,24 +4,10 @@
 
 use base64::Engine as _;
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
-use tests::fake::{FakeProvider, Fault, Style};
+use std::time::Duration;
+use tests::fake::{Fault, Style};
+use tests::transfer_harness::{eventually, fake};
 use tests::vault_harness::{blob, http, Vault, CLIENT_ID, CLIENT_SECRET};
-
-/// Polls `check` until it holds or `secs` pass.
-fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-fn fake(style: Style) -> FakeProvider {
-    let fake = FakeProvider::start(style);
-    fake.register_client(CLIENT_ID, CLIENT_SECRET, &["http://127.0.0.1:53682/"]);
-    fake
-}
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
