@@ -159,9 +159,9 @@ impl BoxFiles {
             )
             .into());
         };
-        let mut open = OpenSession {
+        let open = OpenSession {
             caller: self.caller.clone(),
-            url: format!("{}/files/upload_sessions/{sid}", self.upload),
+            url: Some(format!("{}/files/upload_sessions/{sid}", self.upload)),
         };
         let result = self
             .send_parts_and_commit(
@@ -176,11 +176,11 @@ impl BoxFiles {
             .await;
         match result {
             Ok(entry) => {
-                open.url.clear();
+                open.committed();
                 Ok((entry, existing.is_some()))
             }
             Err(e) => {
-                abort_session(&open.caller, &std::mem::take(&mut open.url)).await;
+                open.abort().await;
                 Err(e)
             }
         }
@@ -327,21 +327,36 @@ impl BoxFiles {
 }
 
 /// An upload session that is neither committed nor aborted yet. Dropped
-/// with its `url` still set, it aborts the session in the background: an
-/// upload whose client hung up is cancelled at an `.await`, never reaching
-/// the code that commits or aborts, and Box would keep the parts.
+/// before [`OpenSession::committed`] or [`OpenSession::abort`], it aborts
+/// the session in the background: an upload whose client hung up is
+/// cancelled at an `.await`, never reaching the code that commits or
+/// aborts, and Box would keep the parts.
 struct OpenSession {
     caller: Caller,
-    /// The session's URL; empty once it is committed or aborted.
-    url: String,
+    /// The session's URL; `None` once it is committed or aborted.
+    url: Option<String>,
+}
+
+impl OpenSession {
+    /// The session was committed: nothing to abort.
+    fn committed(mut self) {
+        self.url = None;
+    }
+
+    /// Aborts the session now, and waits for Box's answer.
+    async fn abort(mut self) {
+        if let Some(url) = self.url.take() {
+            abort_session(&self.caller, &url).await;
+        }
+    }
 }
 
 impl Drop for OpenSession {
     fn drop(&mut self) {
-        if self.url.is_empty() {
+        let Some(url) = self.url.take() else {
             return;
-        }
-        let (caller, url) = (self.caller.clone(), std::mem::take(&mut self.url));
+        };
+        let caller = self.caller.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             tracing::info!("an upload was dropped unfinished; aborting its Box session");
             runtime.spawn(async move { abort_session(&caller, &url).await });
