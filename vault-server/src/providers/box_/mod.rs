@@ -246,8 +246,10 @@ impl FileApi for BoxFiles {
     }
 
     async fn download(&self, path: &RemotePath) -> Result<Download, TransferError> {
-        let mut ids_refreshed = false;
-        loop {
+        // Twice at most: a 404 means the id was stale (the file deleted, or
+        // replaced by another of that name, behind our back), and the
+        // second try resolves the path afresh.
+        for _ in 0..2 {
             let item = self.resolve(path).await?;
             if item.kind != EntryKind::File {
                 return Err(TransferError::conflict(
@@ -256,19 +258,11 @@ impl FileApi for BoxFiles {
                 ));
             }
             match self.download_file(&item.id).await {
-                // The cached id is stale (deleted, or replaced by another
-                // file of that name behind our back): resolve afresh, once.
-                Err(TransferError::NotFound(_)) if !ids_refreshed => {
-                    self.cache.forget(&cache_key(path));
-                    ids_refreshed = true;
-                }
-                Err(TransferError::NotFound(_)) => {
-                    self.cache.forget(&cache_key(path));
-                    return Err(TransferError::NotFound(path.client_path()));
-                }
+                Err(TransferError::NotFound(_)) => self.cache.forget(&cache_key(path)),
                 other => return other,
             }
         }
+        Err(TransferError::NotFound(path.client_path()))
     }
 
     async fn upload(
