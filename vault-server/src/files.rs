@@ -236,7 +236,7 @@ impl Files {
                 "an upload needs a file name, not the root folder".into(),
             ));
         }
-        let mut incoming = Incoming::with_idle_timeout(body, len, self.upload_idle_timeout);
+        let mut incoming = Incoming::new(body, len, self.upload_idle_timeout);
         let (entry, replaced) = match api.upload(&path, &mut incoming, &self.spool_dir).await {
             Ok(done) => done,
             Err(e) => {

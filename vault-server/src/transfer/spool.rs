@@ -52,14 +52,9 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// `body`, of `total` declared bytes, read with the default idle bound
-    /// ([`BODY_IDLE_TIMEOUT`]).
-    pub fn new(body: Body, total: u64) -> Incoming {
-        Incoming::with_idle_timeout(body, total, BODY_IDLE_TIMEOUT)
-    }
-
-    /// Like [`Incoming::new`], giving up when no byte comes for `idle`.
-    pub fn with_idle_timeout(body: Body, total: u64, idle: Duration) -> Incoming {
+    /// `body`, of `total` declared bytes, given up when no byte of it comes
+    /// for `idle`.
+    pub fn new(body: Body, total: u64, idle: Duration) -> Incoming {
         Incoming {
             stream: body.into_data_stream(),
             pending: Bytes::new(),
@@ -219,7 +214,11 @@ mod tests {
     async fn spools_parts_and_detects_a_short_body() {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 7) as u8).collect();
-        let mut incoming = Incoming::new(Body::from(data.clone()), data.len() as u64);
+        let mut incoming = Incoming::new(
+            Body::from(data.clone()),
+            data.len() as u64,
+            BODY_IDLE_TIMEOUT,
+        );
         let mut whole = Everything(Vec::new());
         let a = Spool::fill(dir.path(), &mut incoming, 4096, &mut whole)
             .await
@@ -242,7 +241,7 @@ mod tests {
         // Nothing is left in the spool directory: the files have no names.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         // A body shorter than declared is an error, not a short part.
-        let mut short = Incoming::new(Body::from(vec![1u8; 100]), 200);
+        let mut short = Incoming::new(Body::from(vec![1u8; 100]), 200, BODY_IDLE_TIMEOUT);
         let err = Spool::fill(dir.path(), &mut short, 4096, &mut Everything(Vec::new())).await;
         assert!(matches!(err, Err(TransferError::BodyBrokeOff { .. })));
     }
@@ -254,7 +253,7 @@ mod tests {
         // 100 of 200 declared bytes, then silence with the connection open.
         let first = Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 100]));
         let body = futures_util::stream::iter([first]).chain(futures_util::stream::pending());
-        let mut incoming = Incoming::with_idle_timeout(Body::from_stream(body), 200, idle);
+        let mut incoming = Incoming::new(Body::from_stream(body), 200, idle);
         let started = std::time::Instant::now();
         let err = Spool::fill(dir.path(), &mut incoming, 4096, &mut Everything(Vec::new())).await;
         assert!(
